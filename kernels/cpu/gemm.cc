@@ -1,0 +1,2 @@
+#include "kernels/cpu/gemm.h"
+// Placeholder: implementation lands in a following commit.

@@ -1,0 +1,2 @@
+#include "kernels/cpu/layer_norm.h"
+// Placeholder: implementation lands in a following commit.

@@ -1,0 +1,2 @@
+#include "model/config.h"
+// Placeholder: implementation lands in a following commit.

@@ -1,0 +1,1 @@
+// Placeholder: implementation lands in a following commit.
