@@ -44,6 +44,37 @@ void CausalConv1dReference(int64_t batch, int64_t seqlen, int64_t dim,
                            const double* x, const double* weight,
                            const double* bias, double* out);
 
+// ---- Backward ---------------------------------------------------------
+//
+// Gradients given dout; the pre-activation is recomputed. dx is OVERWRITTEN
+// for the batch elements of `p`; dweight and dbias are ACCUMULATED (+=) over
+// batch and time (callers split the batch across threads into zeroed partial
+// buffers and reduce afterwards).
+struct CausalConv1dGrads {
+  const float* dout = nullptr;  // [b][t][dim], unit channel stride
+  int64_t dout_batch_stride = 0, dout_seq_stride = 0;
+  float* dx = nullptr;  // [b][t][dim]; must not alias x or dout
+  int64_t dx_batch_stride = 0, dx_seq_stride = 0;
+  float* dweight = nullptr;  // [dim][width]; accumulated
+  float* dbias = nullptr;    // [dim]; accumulated; optional (may be null)
+};
+
+absl::Status CheckCausalConv1dBackward(const CausalConv1dParams& p,
+                                       const CausalConv1dGrads& g);
+
+// Vectorised across channels, single-threaded. Requires
+// CheckCausalConv1dBackward(p, g).ok().
+void CausalConv1dBackward(const CausalConv1dParams& p,
+                          const CausalConv1dGrads& g);
+
+// float64 oracle on contiguous arrays; OVERWRITES dx, dweight and dbias
+// (dbias may be null).
+void CausalConv1dBackwardReference(int64_t batch, int64_t seqlen, int64_t dim,
+                                   int64_t width, bool reverse, bool silu,
+                                   const double* x, const double* weight,
+                                   const double* bias, const double* dout,
+                                   double* dx, double* dweight, double* dbias);
+
 }  // namespace harmamba::kernels
 
 #endif  // HARMAMBA_KERNELS_CPU_CAUSAL_CONV1D_H_

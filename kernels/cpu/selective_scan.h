@@ -82,6 +82,63 @@ void SelectiveScanReference(int64_t batch, int64_t seqlen, int64_t dim,
                             const double* B, const double* C, const double* D,
                             const double* z, double* out);
 
+// ---- Backward ---------------------------------------------------------
+//
+// Gradients of a scalar loss given dout = dLoss/dout, for a forward with a
+// dense delta (`p.delta`; the low-rank dt_low form is not supported here:
+// compute delta densely and let autograd differentiate the product). The
+// forward states are recomputed internally (nothing is stored by the
+// forward). Layouts as the forward: [b][t][*] tensors have unit stride along
+// their last axis and explicit batch/sequence strides.
+//
+// Per-element gradients (du, ddelta, dB, dC, dz) are OVERWRITTEN for the
+// batch elements of `p`; parameter gradients (dA, dD, ddelta_bias) are
+// ACCUMULATED (+=) over batch and time, so that callers may split the batch
+// across threads, each accumulating into its own zeroed partial buffer, and
+// reduce afterwards.
+struct SelectiveScanGrads {
+  const float* dout = nullptr;  // [b][t][dim]
+  int64_t dout_batch_stride = 0, dout_seq_stride = 0;
+
+  float* du = nullptr;  // [b][t][dim]
+  int64_t du_batch_stride = 0, du_seq_stride = 0;
+  // d loss / d delta (pre-bias, i.e. w.r.t. p.delta).
+  float* ddelta = nullptr;  // [b][t][dim]
+  int64_t ddelta_batch_stride = 0, ddelta_seq_stride = 0;
+  float* dB = nullptr;  // [b][t][dstate]
+  int64_t dB_batch_stride = 0, dB_seq_stride = 0;
+  float* dC = nullptr;  // [b][t][dstate]
+  int64_t dC_batch_stride = 0, dC_seq_stride = 0;
+  float* dz = nullptr;  // [b][t][dim]; required iff p.z is given
+  int64_t dz_batch_stride = 0, dz_seq_stride = 0;
+
+  float* dA = nullptr;  // [dim][dstate] contiguous; accumulated
+  float* dD = nullptr;  // [dim]; accumulated; optional (may be null)
+  float* ddelta_bias = nullptr;  // [dim]; accumulated; optional
+};
+
+// Checks CheckSelectiveScanParams(p), a dense delta, and the gradient
+// pointers/strides; InvalidArgument naming the problem.
+absl::Status CheckSelectiveScanBackward(const SelectiveScanParams& p,
+                                        const SelectiveScanGrads& g);
+
+// Vectorised across channels, single-threaded. Requires
+// CheckSelectiveScanBackward(p, g).ok().
+void SelectiveScanBackward(const SelectiveScanParams& p,
+                           const SelectiveScanGrads& g);
+
+// The float64 oracle on contiguous arrays (shapes as SelectiveScanReference;
+// dA [dim][dstate], dD and ddelta_bias [dim]). Plain scalar loops that store
+// every state. OVERWRITES all outputs (including dA, dD, ddelta_bias). The
+// optional outputs dD, ddelta_bias, dz may be null (dz must be given iff z).
+void SelectiveScanBackwardReference(
+    int64_t batch, int64_t seqlen, int64_t dim, int64_t dstate, bool reverse,
+    bool delta_softplus, const double* u, const double* delta,
+    const double* delta_bias, const double* A, const double* B,
+    const double* C, const double* D, const double* z, const double* dout,
+    double* du, double* ddelta, double* ddelta_bias, double* dA, double* dB,
+    double* dC, double* dD, double* dz);
+
 }  // namespace harmamba::kernels
 
 #endif  // HARMAMBA_KERNELS_CPU_SELECTIVE_SCAN_H_
