@@ -112,8 +112,8 @@ struct SelectiveScanGrads {
   float* dz = nullptr;  // [b][t][dim]; required iff p.z is given
   int64_t dz_batch_stride = 0, dz_seq_stride = 0;
 
-  float* dA = nullptr;  // [dim][dstate] contiguous; accumulated
-  float* dD = nullptr;  // [dim]; accumulated; optional (may be null)
+  float* dA = nullptr;           // [dim][dstate] contiguous; accumulated
+  float* dD = nullptr;           // [dim]; accumulated; optional (may be null)
   float* ddelta_bias = nullptr;  // [dim]; accumulated; optional
 };
 
@@ -134,10 +134,10 @@ void SelectiveScanBackward(const SelectiveScanParams& p,
 void SelectiveScanBackwardReference(
     int64_t batch, int64_t seqlen, int64_t dim, int64_t dstate, bool reverse,
     bool delta_softplus, const double* u, const double* delta,
-    const double* delta_bias, const double* A, const double* B,
-    const double* C, const double* D, const double* z, const double* dout,
-    double* du, double* ddelta, double* ddelta_bias, double* dA, double* dB,
-    double* dC, double* dD, double* dz);
+    const double* delta_bias, const double* A, const double* B, const double* C,
+    const double* D, const double* z, const double* dout, double* du,
+    double* ddelta, double* ddelta_bias, double* dA, double* dB, double* dC,
+    double* dD, double* dz);
 
 }  // namespace harmamba::kernels
 

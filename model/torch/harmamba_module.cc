@@ -32,14 +32,13 @@ void CheckArchitecture(const ModelConfig& c) {
               "config.d_model, d_state, d_conv and expand must be > 0");
   TORCH_CHECK(c.depth >= 2 && c.depth % 2 == 0,
               "config.depth must be even and >= 2, got ", c.depth);
-  TORCH_CHECK(c.mean.empty() || static_cast<int>(c.mean.size()) ==
-                                    c.num_channels(),
-              "config.mean must have ", c.num_channels(), " values, got ",
-              c.mean.size());
+  TORCH_CHECK(
+      c.mean.empty() || static_cast<int>(c.mean.size()) == c.num_channels(),
+      "config.mean must have ", c.num_channels(), " values, got ",
+      c.mean.size());
   TORCH_CHECK(
       c.std.empty() || static_cast<int>(c.std.size()) == c.num_channels(),
-      "config.std must have ", c.num_channels(), " values, got ",
-      c.std.size());
+      "config.std must have ", c.num_channels(), " values, got ", c.std.size());
   for (float s : c.std) {
     TORCH_CHECK(s > 0.0f && std::isfinite(s),
                 "config.std values must be finite and > 0, got ", s);
@@ -95,8 +94,8 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x,
 
 // ---- MambaMixer -------------------------------------------------------------
 
-MambaMixerImpl::MambaMixerImpl(int64_t d_model, int64_t d_state,
-                               int64_t d_conv, int64_t expand)
+MambaMixerImpl::MambaMixerImpl(int64_t d_model, int64_t d_state, int64_t d_conv,
+                               int64_t expand)
     : d_inner_(expand * d_model),
       d_state_(d_state),
       d_conv_(d_conv),
@@ -117,9 +116,9 @@ MambaMixerImpl::MambaMixerImpl(int64_t d_model, int64_t d_state,
                                       .padding(d_conv - 1)
                                       .bias(true)));
   x_proj = register_module(
-      "x_proj", torch::nn::Linear(
-                    torch::nn::LinearOptions(e, dt_rank_ + 2 * d_state)
-                        .bias(false)));
+      "x_proj",
+      torch::nn::Linear(
+          torch::nn::LinearOptions(e, dt_rank_ + 2 * d_state).bias(false)));
   dt_proj = register_module(
       "dt_proj",
       torch::nn::Linear(torch::nn::LinearOptions(dt_rank_, e).bias(true)));
@@ -128,8 +127,8 @@ MambaMixerImpl::MambaMixerImpl(int64_t d_model, int64_t d_state,
       torch::nn::Linear(torch::nn::LinearOptions(e, d_model).bias(false)));
 }
 
-torch::Tensor MambaMixerImpl::forward(const torch::Tensor& u,
-                                      ForwardPath path, bool reverse) {
+torch::Tensor MambaMixerImpl::forward(const torch::Tensor& u, ForwardPath path,
+                                      bool reverse) {
   if (path == ForwardPath::kFast) return ForwardFast(u, reverse);
   TORCH_CHECK(!reverse,
               "MambaMixer: the reference path does not run in reverse; flip "
@@ -182,11 +181,11 @@ HarmambaBlockImpl::HarmambaBlockImpl(int64_t d_model, int64_t d_state,
                                      int64_t d_conv, int64_t expand,
                                      double drop_path)
     : drop_path_(drop_path) {
-  mixer = register_module("mixer",
-                          MambaMixer(d_model, d_state, d_conv, expand));
+  mixer =
+      register_module("mixer", MambaMixer(d_model, d_state, d_conv, expand));
   norm = register_module(
-      "norm", torch::nn::LayerNorm(
-                  torch::nn::LayerNormOptions({d_model}).eps(1e-5)));
+      "norm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model}).eps(1e-5)));
 }
 
 std::pair<torch::Tensor, torch::Tensor> HarmambaBlockImpl::forward(
@@ -200,8 +199,7 @@ std::pair<torch::Tensor, torch::Tensor> HarmambaBlockImpl::forward(
 
 // ---- HarmambaModule ---------------------------------------------------------
 
-HarmambaModule::HarmambaModule(const ModelConfig& config,
-                               double drop_path_rate)
+HarmambaModule::HarmambaModule(const ModelConfig& config, double drop_path_rate)
     : config_(config), drop_path_rate_(drop_path_rate) {
   CheckArchitecture(config);
   TORCH_CHECK(drop_path_rate >= 0.0 && drop_path_rate < 1.0,
@@ -212,19 +210,19 @@ HarmambaModule::HarmambaModule(const ModelConfig& config,
       register_parameter("cls_token", torch::randn({1, 1, d}).mul_(0.02));
   pos_embed = register_parameter(
       "pos_embed", torch::randn({1, config.num_tokens(), d}).mul_(0.02));
-  patch_embed = register_module(
-      "patch_embed", PatchEmbed(config.patch, config.stride, d));
+  patch_embed = register_module("patch_embed",
+                                PatchEmbed(config.patch, config.stride, d));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int i = 0; i < config.depth; ++i) {
-    layers->push_back(HarmambaBlock(
-        d, config.d_state, config.d_conv, config.expand,
-        LayerDropPath(i, config.depth, drop_path_rate)));
+    layers->push_back(
+        HarmambaBlock(d, config.d_state, config.d_conv, config.expand,
+                      LayerDropPath(i, config.depth, drop_path_rate)));
   }
   norm_f = register_module(
       "norm_f",
       torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
-  head = register_module(
-      "head", torch::nn::Linear(torch::nn::LinearOptions(d, config.num_classes())));
+  head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(
+                                     d, config.num_classes())));
   input_mean = register_buffer(
       "input_mean", ChannelTensor(config.mean, config.num_channels(), 0.0f));
   input_std = register_buffer(
@@ -234,10 +232,10 @@ HarmambaModule::HarmambaModule(const ModelConfig& config,
 torch::Tensor HarmambaModule::forward(const torch::Tensor& windows,
                                       ForwardPath path) {
   const int64_t t = config_.window_length, c = config_.num_channels();
-  TORCH_CHECK(windows.dim() == 3 && windows.size(1) == t &&
-                  windows.size(2) == c,
-              "HarmambaModule: windows must have shape (N, ", t, ", ", c,
-              "), got ", windows.sizes());
+  TORCH_CHECK(
+      windows.dim() == 3 && windows.size(1) == t && windows.size(2) == c,
+      "HarmambaModule: windows must have shape (N, ", t, ", ", c, "), got ",
+      windows.sizes());
   TORCH_CHECK(windows.size(0) >= 1, "HarmambaModule: empty batch");
   const torch::Dtype dtype = pos_embed.scalar_type();
   if (path == ForwardPath::kFast) {
@@ -258,9 +256,8 @@ torch::Tensor HarmambaModule::forward(const torch::Tensor& windows,
     HarmambaBlockImpl& bwd = *layers->ptr<HarmambaBlockImpl>(2 * k + 1);
     auto [h_f, r_f] = fwd.forward(h, r, path);
     if (path == ForwardPath::kReference) {
-      auto [h_b, r_b] = bwd.forward(h.flip({1}),
-                                    r.defined() ? r.flip({1}) : torch::Tensor(),
-                                    path);
+      auto [h_b, r_b] = bwd.forward(
+          h.flip({1}), r.defined() ? r.flip({1}) : torch::Tensor(), path);
       h = h_f + h_b.flip({1});
       r = r_f + r_b.flip({1});
     } else {
@@ -326,8 +323,7 @@ absl::Status HarmambaModule::LoadWeights(const ModelWeights& weights) {
           "tensor '", item.key(), "' has shape ", ShapeString(it->second.shape),
           ", expected ", ShapeString(expected)));
     }
-    if (static_cast<int64_t>(it->second.data.size()) !=
-        item.value().numel()) {
+    if (static_cast<int64_t>(it->second.data.size()) != item.value().numel()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor '", item.key(), "' holds ", it->second.data.size(),
           " values, its shape needs ", item.value().numel()));

@@ -35,8 +35,7 @@ Tensor UnitLastStride(const Tensor& t) {
   return t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
 }
 
-Tensor Optional(const Tensor& t, const char* name,
-                std::vector<int64_t> shape) {
+Tensor Optional(const Tensor& t, const char* name, std::vector<int64_t> shape) {
   if (!t.defined()) return t;
   CheckFloatCpu(t, name);
   CheckShape(t, name, std::move(shape));
@@ -155,16 +154,16 @@ kernels::CausalConv1dParams ConvBatchRange(kernels::CausalConv1dParams p,
 // ---- SelectiveScanFn --------------------------------------------------------
 
 Tensor SelectiveScanFn::forward(AutogradContext* ctx, Tensor u, Tensor delta,
-                                Tensor delta_bias, Tensor A, Tensor B,
-                                Tensor C, Tensor D, Tensor z, bool reverse,
+                                Tensor delta_bias, Tensor A, Tensor B, Tensor C,
+                                Tensor D, Tensor z, bool reverse,
                                 bool delta_softplus) {
   CheckFloatCpu(u, "selective scan u");
   TORCH_CHECK(u.dim() == 3, "selective scan u must be (N, L, E), got ",
               u.sizes());
   const int64_t n = u.size(0), seqlen = u.size(1), dim = u.size(2);
   CheckFloatCpu(A, "selective scan A");
-  TORCH_CHECK(A.dim() == 2 && A.size(0) == dim,
-              "selective scan A must be (", dim, ", N_state), got ", A.sizes());
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == dim, "selective scan A must be (",
+              dim, ", N_state), got ", A.sizes());
   const int64_t dstate = A.size(1);
   CheckFloatCpu(delta, "selective scan delta");
   CheckShape(delta, "selective scan delta", {n, seqlen, dim});
@@ -185,8 +184,8 @@ Tensor SelectiveScanFn::forward(AutogradContext* ctx, Tensor u, Tensor delta,
   }
 
   Tensor out = torch::empty({n, seqlen, dim}, u.options());
-  kernels::SelectiveScanParams p = ScanParams(u, delta, delta_bias, A, B, C,
-                                              D, z, reverse, delta_softplus);
+  kernels::SelectiveScanParams p =
+      ScanParams(u, delta, delta_bias, A, B, C, D, z, reverse, delta_softplus);
   p.out = out.data_ptr<float>();
   p.out_batch_stride = out.stride(0);
   p.out_seq_stride = out.stride(1);
@@ -230,8 +229,8 @@ variable_list SelectiveScanFn::backward(AutogradContext* ctx,
   Tensor dbias_part =
       delta_bias.defined() ? torch::zeros({chunks, dim}, opts) : Tensor();
 
-  const kernels::SelectiveScanParams p = ScanParams(
-      u, delta, delta_bias, A, B, C, D, z, reverse, delta_softplus);
+  const kernels::SelectiveScanParams p =
+      ScanParams(u, delta, delta_bias, A, B, C, D, z, reverse, delta_softplus);
   kernels::SelectiveScanGrads g;
   g.dout = dout.data_ptr<float>();
   g.dout_batch_stride = BatchStride(dout);
@@ -298,11 +297,11 @@ Tensor CausalConv1dFn::forward(AutogradContext* ctx, Tensor x, Tensor weight,
   const int64_t n = x.size(0), seqlen = x.size(1), dim = x.size(2);
   CheckFloatCpu(weight, "causal conv1d weight");
   const std::vector<int64_t> weight_shape = weight.sizes().vec();
-  TORCH_CHECK((weight.dim() == 3 && weight.size(0) == dim &&
-               weight.size(1) == 1) ||
-                  (weight.dim() == 2 && weight.size(0) == dim),
-              "causal conv1d weight must be (", dim, ", 1, W) or (", dim,
-              ", W), got ", weight.sizes());
+  TORCH_CHECK(
+      (weight.dim() == 3 && weight.size(0) == dim && weight.size(1) == 1) ||
+          (weight.dim() == 2 && weight.size(0) == dim),
+      "causal conv1d weight must be (", dim, ", 1, W) or (", dim, ", W), got ",
+      weight.sizes());
   const int64_t width = weight.size(-1);
   TORCH_CHECK(width >= 1, "causal conv1d weight width must be >= 1");
   x = UnitLastStride(x);
@@ -375,12 +374,13 @@ variable_list CausalConv1dFn::backward(AutogradContext* ctx,
           db_part.defined() ? db_part.sum(0) : Tensor(), Tensor(), Tensor()};
 }
 
-// ---- Wrappers and torch references -------------------------------------------
+// ---- Wrappers and torch references
+// -------------------------------------------
 
 Tensor SelectiveScan(const Tensor& u, const Tensor& delta,
-                     const Tensor& delta_bias, const Tensor& A,
-                     const Tensor& B, const Tensor& C, const Tensor& D,
-                     const Tensor& z, bool reverse, bool delta_softplus) {
+                     const Tensor& delta_bias, const Tensor& A, const Tensor& B,
+                     const Tensor& C, const Tensor& D, const Tensor& z,
+                     bool reverse, bool delta_softplus) {
   return SelectiveScanFn::apply(u, delta, delta_bias, A, B, C, D, z, reverse,
                                 delta_softplus);
 }
@@ -422,8 +422,7 @@ Tensor SelectiveScanReferenceTorch(const Tensor& u, const Tensor& delta,
 }
 
 Tensor CausalConv1dReferenceTorch(const Tensor& x, const Tensor& weight,
-                                  const Tensor& bias, bool reverse,
-                                  bool silu) {
+                                  const Tensor& bias, bool reverse, bool silu) {
   const int64_t seqlen = x.size(1), dim = x.size(2);
   const int64_t width = weight.size(-1);
   const Tensor xt = (reverse ? x.flip({1}) : x).transpose(1, 2);

@@ -23,8 +23,7 @@ namespace harmamba {
 // float32 CPU; last dimension of u/delta/B/C/z contiguous (batch and time
 // strides are free, so slices of a projection's output need no copy).
 // Returns (N, L, E) contiguous. Differentiable in every tensor input.
-class SelectiveScanFn
-    : public torch::autograd::Function<SelectiveScanFn> {
+class SelectiveScanFn : public torch::autograd::Function<SelectiveScanFn> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx,
                                torch::Tensor u, torch::Tensor delta,

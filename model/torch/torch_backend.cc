@@ -22,9 +22,8 @@ class TorchBackend : public ModelBackend {
   const ModelConfig& config() const override { return module_->config(); }
 
   std::string description() const override {
-    return absl::StrCat("torch-", ForwardPathName(path_), " (",
-                        device_.str(), ", ", at::get_num_threads(),
-                        " threads)");
+    return absl::StrCat("torch-", ForwardPathName(path_), " (", device_.str(),
+                        ", ", at::get_num_threads(), " threads)");
   }
 
   absl::Status Run(const float* windows, int64_t n, float* logits) override {
@@ -84,8 +83,8 @@ absl::StatusOr<ForwardPath> ParseForwardPath(std::string_view name) {
 absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
     const ModelWeights& weights, const TorchBackendOptions& options) {
   if (options.num_threads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_threads must be >= 0, got ", options.num_threads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_threads must be >= 0, got ", options.num_threads));
   }
   std::optional<torch::Device> device;
   try {
@@ -100,9 +99,9 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
         "\": this LibTorch has no CUDA support or no GPU is visible"));
   }
   if (!device->is_cpu() && !device->is_cuda()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "device must be \"cpu\" or \"cuda[:i]\", got \"", options.device,
-        "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device must be \"cpu\" or \"cuda[:i]\", got \"",
+                     options.device, "\""));
   }
   if (options.path == ForwardPath::kFast && !device->is_cpu()) {
     return absl::InvalidArgumentError(
@@ -121,9 +120,9 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
   try {
     module->to(*device);
   } catch (const c10::Error& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "moving the model to ", options.device,
-        " failed: ", e.what_without_backtrace()));
+    return absl::UnavailableError(
+        absl::StrCat("moving the model to ", options.device,
+                     " failed: ", e.what_without_backtrace()));
   }
   return std::unique_ptr<ModelBackend>(
       new TorchBackend(std::move(module), options.path, *device));
