@@ -35,8 +35,15 @@ Tensor UnitLastStride(const Tensor& t) {
   return t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
 }
 
+// LibTorch 1.13's custom functions refuse undefined inputs, so absent
+// optional inputs travel as 0-element tensors; internally they are undefined.
+bool Present(const Tensor& t) { return t.defined() && t.numel() > 0; }
+Tensor AbsentAsEmpty(const Tensor& t, const Tensor& like) {
+  return t.defined() ? t : torch::empty({0}, like.options());
+}
+
 Tensor Optional(const Tensor& t, const char* name, std::vector<int64_t> shape) {
-  if (!t.defined()) return t;
+  if (!Present(t)) return Tensor();
   CheckFloatCpu(t, name);
   CheckShape(t, name, std::move(shape));
   return t.contiguous();
@@ -177,7 +184,9 @@ Tensor SelectiveScanFn::forward(AutogradContext* ctx, Tensor u, Tensor delta,
   C = UnitLastStride(C);
   delta_bias = Optional(delta_bias, "selective scan delta_bias", {dim});
   D = Optional(D, "selective scan D", {dim});
-  if (z.defined()) {
+  if (!Present(z)) {
+    z = Tensor();
+  } else {
     CheckFloatCpu(z, "selective scan z");
     CheckShape(z, "selective scan z", {n, seqlen, dim});
     z = UnitLastStride(z);
@@ -381,13 +390,15 @@ Tensor SelectiveScan(const Tensor& u, const Tensor& delta,
                      const Tensor& delta_bias, const Tensor& A, const Tensor& B,
                      const Tensor& C, const Tensor& D, const Tensor& z,
                      bool reverse, bool delta_softplus) {
-  return SelectiveScanFn::apply(u, delta, delta_bias, A, B, C, D, z, reverse,
-                                delta_softplus);
+  return SelectiveScanFn::apply(u, delta, AbsentAsEmpty(delta_bias, u), A, B, C,
+                                AbsentAsEmpty(D, u), AbsentAsEmpty(z, u),
+                                reverse, delta_softplus);
 }
 
 Tensor CausalConv1d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                     bool reverse, bool silu) {
-  return CausalConv1dFn::apply(x, weight, bias, reverse, silu);
+  return CausalConv1dFn::apply(x, weight, AbsentAsEmpty(bias, x), reverse,
+                               silu);
 }
 
 Tensor SelectiveScanReferenceTorch(const Tensor& u, const Tensor& delta,

@@ -19,7 +19,10 @@ namespace harmamba {
 // out = SelectiveScan(u, delta, ...) as kernels/cpu/selective_scan.h, with
 // a dense pre-bias delta:
 //   u, delta, z: (N, L, E); delta_bias, D: (E); A: (E, Nstate);
-//   B, C: (N, L, Nstate). delta_bias, D, z may be undefined tensors.
+//   B, C: (N, L, Nstate). delta_bias, D, z are optional: pass 0-element
+//   tensors for absent ones to apply() (LibTorch 1.13's custom functions
+//   refuse undefined inputs); the SelectiveScan() wrapper also takes
+//   undefined tensors.
 // float32 CPU; last dimension of u/delta/B/C/z contiguous (batch and time
 // strides are free, so slices of a projection's output need no copy).
 // Returns (N, L, E) contiguous. Differentiable in every tensor input.
@@ -38,7 +41,8 @@ class SelectiveScanFn : public torch::autograd::Function<SelectiveScanFn> {
 
 // out = act(causal depthwise conv1d(x) + bias) as kernels/cpu/causal_conv1d.h:
 //   x: (N, L, E) with contiguous last dimension; weight: (E, 1, W) or (E, W)
-//   (PyTorch's conv1d.weight); bias: (E) or undefined.
+//   (PyTorch's conv1d.weight); bias: (E), or a 0-element tensor when absent
+//   (the CausalConv1d() wrapper also takes an undefined tensor).
 // Returns (N, L, E) contiguous. Differentiable in x, weight and bias.
 class CausalConv1dFn : public torch::autograd::Function<CausalConv1dFn> {
  public:

@@ -76,8 +76,9 @@ const char* ForwardPathName(ForwardPath path) {
 absl::StatusOr<ForwardPath> ParseForwardPath(std::string_view name) {
   if (name == "reference") return ForwardPath::kReference;
   if (name == "fast") return ForwardPath::kFast;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "forward path must be \"reference\" or \"fast\", got \"", name, "\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("forward path must be \"reference\" or \"fast\", got \"",
+                   std::string(name), "\""));
 }
 
 absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
