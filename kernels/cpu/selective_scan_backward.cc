@@ -36,11 +36,13 @@ double SigmoidRef(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 struct ScanScratch {
   ScanScratch(int64_t seqlen, int64_t dstate)
       : states((seqlen + 1) * dstate),
+        decays(seqlen * dstate),
         delta(seqlen),
         delta_grad_scale(seqlen),
         dB(seqlen * dstate),
         dC(seqlen * dstate) {}
   std::vector<Vec> states;            // [step + 1][n]; states[0] = 0
+  std::vector<Vec> decays;            // [step][n] exp(delta A)
   std::vector<Vec> delta;             // [step] post-softplus
   std::vector<Vec> delta_grad_scale;  // [step] d delta / d delta_raw
   std::vector<Vec> dB, dC;            // [step][n]
@@ -105,9 +107,11 @@ void BackwardChannelBlock(const SelectiveScanParams& p,
     const float* B_t = B_b + t * p.B_seq_stride;
     const Vec* prev = states + step * n_state;
     Vec* next = states + (step + 1) * n_state;
+    Vec* decay = s.decays.data() + step * n_state;
 #pragma GCC unroll 16
     for (int n = 0; n < n_state; ++n) {
-      next[n] = vec::Exp2(delta * a_log2[n]) * prev[n] + delta_u * B_t[n];
+      decay[n] = vec::Exp2(delta * a_log2[n]);
+      next[n] = decay[n] * prev[n] + delta_u * B_t[n];
     }
   }
 
@@ -140,9 +144,10 @@ void BackwardChannelBlock(const SelectiveScanParams& p,
     Vec* dB_t = s.dB.data() + step * n_state;
     Vec* dC_t = s.dC.data() + step * n_state;
     const Vec delta_u = delta * u;
+    const Vec* decays = s.decays.data() + step * n_state;
 #pragma GCC unroll 16
     for (int n = 0; n < n_state; ++n) {
-      const Vec decay = vec::Exp2(delta * a_log2[n]);
+      const Vec decay = decays[n];
       dC_t[n] += dy * cur[n];
       grad_h[n] += dy * C_t[n];
       dB_t[n] += grad_h[n] * delta_u;

@@ -417,14 +417,19 @@ Tensor SelectiveScanReferenceTorch(const Tensor& u, const Tensor& delta,
   }
   Tensor dt = delta_bias.defined() ? delta + delta_bias : delta;
   if (delta_softplus) dt = torch::softplus(dt);
-  const Tensor decay = torch::exp(dt.unsqueeze(-1) * A);  // (N, L, E, S)
-  const Tensor drive = (dt * u).unsqueeze(-1) * B.unsqueeze(2);
+  // unbind (not select) per step: its backward is one stack, where select's
+  // would materialise a full-size zero tensor per step.
+  const std::vector<Tensor> decay =
+      torch::exp(dt.unsqueeze(-1) * A).unbind(1);  // L x (N, E, S)
+  const std::vector<Tensor> drive =
+      ((dt * u).unsqueeze(-1) * B.unsqueeze(2)).unbind(1);
+  const std::vector<Tensor> readout = C.unsqueeze(2).unbind(1);  // (N, 1, S)
   Tensor h = torch::zeros({u.size(0), u.size(2), A.size(1)}, u.options());
   std::vector<Tensor> ys;
   ys.reserve(u.size(1));
   for (int64_t t = 0; t < u.size(1); ++t) {
-    h = decay.select(1, t) * h + drive.select(1, t);
-    ys.push_back((h * C.select(1, t).unsqueeze(1)).sum(-1));
+    h = decay[t] * h + drive[t];
+    ys.push_back((h * readout[t]).sum(-1));
   }
   Tensor y = torch::stack(ys, 1);
   if (D.defined()) y = y + u * D;

@@ -700,8 +700,9 @@ TEST(TorchBackendTest, RefusesBadOptionsAndWeights) {
 // ---- Throughput (manual)
 // ----------------------------------------------------------
 
-// Run with --gtest_also_run_disabled_tests to print forward+backward
-// windows/s of both paths at batch 64 (UCI config, LibTorch's thread count).
+// Run with --gtest_also_run_disabled_tests to print training-step
+// (forward + backward + AdamW) windows/s of both paths at batch 64 (UCI
+// config) with 1 and 2 LibTorch threads.
 TEST(HarmambaModuleTest, DISABLED_TrainingStepThroughput) {
   const ModelWeights weights = RandomWeights(UciConfig(), 21);
   auto module = MakeModule(weights);
@@ -710,25 +711,28 @@ TEST(HarmambaModuleTest, DISABLED_TrainingStepThroughput) {
                                 torch::optim::AdamWOptions(5e-4));
   const Tensor windows = RandomWindows(weights.config, 64, 22);
   const Tensor labels = torch::randint(0, 6, {64}, torch::kLong);
-  for (ForwardPath path : {ForwardPath::kFast, ForwardPath::kReference}) {
-    const int steps = path == ForwardPath::kFast ? 10 : 2;
-    auto step = [&] {
-      optimizer.zero_grad();
-      torch::nn::functional::cross_entropy(module->forward(windows, path),
-                                           labels)
-          .backward();
-      optimizer.step();
-    };
-    step();  // warm-up
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) step();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-            .count();
-    std::printf(
-        "%s path: %.1f windows/s (training step, batch 64, %d threads)\n",
-        ForwardPathName(path), 64.0 * steps / seconds, at::get_num_threads());
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    for (ForwardPath path : {ForwardPath::kFast, ForwardPath::kReference}) {
+      const int steps = path == ForwardPath::kFast ? 10 : 2;
+      auto step = [&] {
+        optimizer.zero_grad();
+        torch::nn::functional::cross_entropy(module->forward(windows, path),
+                                             labels)
+            .backward();
+        optimizer.step();
+      };
+      step();  // warm-up
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < steps; ++i) step();
+      const double seconds = std::chrono::duration<double>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count();
+      std::printf("%s path, %d threads: %.1f windows/s (training step)\n",
+                  ForwardPathName(path), threads, 64.0 * steps / seconds);
+    }
   }
+  at::set_num_threads(1);
 }
 
 }  // namespace
