@@ -206,16 +206,16 @@ absl::Status ConvertNpyData(const NpyHeader& header, const char* data,
     const char* p = data + i * header.itemsize;
     switch (header.itemsize) {
       case 1:
-        dst[i] = is_signed ? LoadLittleEndian<int8_t>(p)
-                           : LoadLittleEndian<uint8_t>(p);
+        dst[i] = is_signed ? int64_t{LoadLittleEndian<int8_t>(p)}
+                           : int64_t{LoadLittleEndian<uint8_t>(p)};
         break;
       case 2:
-        dst[i] = is_signed ? LoadLittleEndian<int16_t>(p)
-                           : LoadLittleEndian<uint16_t>(p);
+        dst[i] = is_signed ? int64_t{LoadLittleEndian<int16_t>(p)}
+                           : int64_t{LoadLittleEndian<uint16_t>(p)};
         break;
       case 4:
-        dst[i] = is_signed ? LoadLittleEndian<int32_t>(p)
-                           : LoadLittleEndian<uint32_t>(p);
+        dst[i] = is_signed ? int64_t{LoadLittleEndian<int32_t>(p)}
+                           : int64_t{LoadLittleEndian<uint32_t>(p)};
         break;
       default:
         if (is_signed) {
