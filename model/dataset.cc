@@ -27,6 +27,12 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
   return (fs::path(dir) / name).string();
 }
 
+// A shape as Python prints a tuple: (4,), (2, 3).
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  if (shape.size() == 1) return absl::StrCat("(", shape[0], ",)");
+  return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
+}
+
 bool IsFile(const std::string& path) {
   std::error_code error;
   return fs::is_regular_file(path, error);
@@ -219,9 +225,9 @@ absl::StatusOr<std::vector<int64_t>> NpyLabels(const std::string& path,
   if (array.shape.empty() || array.shape[0] != n ||
       (array.shape.size() != 1 && array.shape.size() != 2) ||
       (array.shape.size() == 2 && array.shape[1] == 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": shape (", absl::StrJoin(array.shape, ", "), "), expected (", n,
-        ",) class indices or (", n, ", K) one-hot"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": shape ", ShapeString(array.shape), ", expected (",
+                     n, ",) class indices or (", n, ", K) one-hot"));
   }
   auto at = [&array](int64_t i) -> double {
     return array.is_integer ? static_cast<double>(array.int_data[i])
@@ -425,8 +431,8 @@ absl::StatusOr<Dataset> LoadNpyDataset(const std::string& dir,
     ASSIGN_OR_RETURN(NpyArray x, ReadNpy(x_path));
     if (x.shape.size() != 3 || x.shape[1] == 0 || x.shape[2] == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(x_path, ": shape (", absl::StrJoin(x.shape, ", "),
-                       "), expected (N, T, C) with T, C > 0"));
+          absl::StrCat(x_path, ": shape ", ShapeString(x.shape),
+                       ", expected (N, T, C) with T, C > 0"));
     }
     dataset.n = x.shape[0];
     dataset.t = x.shape[1];
@@ -479,7 +485,7 @@ absl::StatusOr<Dataset> LoadNpyDataset(const std::string& dir,
     if (!subjects.is_integer || subjects.shape.size() != 1) {
       return absl::InvalidArgumentError(absl::StrCat(
           subject_path, ": expected a 1-D integer array, got '", subjects.descr,
-          "' of shape (", absl::StrJoin(subjects.shape, ", "), ")"));
+          "' of shape ", ShapeString(subjects.shape)));
     }
     ASSIGN_OR_RETURN(dataset.subject,
                      ToSubjects(subject_path, subjects.int_data, dataset.n));
