@@ -45,10 +45,15 @@ std::string Excerpt(absl::string_view text) {
   return absl::StrCat(text.substr(0, kMax), "...");
 }
 
+// Never throws: invalid UTF-8 in strings becomes U+FFFD.
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 absl::Status TypeError(absl::string_view key, absl::string_view expected,
                        const json& value) {
   return absl::InvalidArgumentError(absl::StrCat(
-      key, ": expected ", expected, ", got ", Excerpt(value.dump())));
+      key, ": expected ", expected, ", got ", Excerpt(Dump(value))));
 }
 
 absl::Status ReadInt(absl::string_view key, const json& value, int* out) {
@@ -288,7 +293,7 @@ absl::StatusOr<ModelConfig> ConfigFromMetadata(
 std::map<std::string, std::string> ConfigToMetadata(const ModelConfig& c) {
   std::map<std::string, std::string> metadata = c.extra;
   auto set = [&](absl::string_view short_key, const json& value) {
-    metadata[FullKey(short_key)] = value.dump();
+    metadata[FullKey(short_key)] = Dump(value);
   };
   metadata[FullKey("name")] = c.name;
   metadata[FullKey("version")] = c.version;
@@ -315,7 +320,7 @@ absl::StatusOr<ModelConfig> ConfigFromJson(const std::string& json_text) {
   }
   if (!root.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "model config: expected a JSON object, got ", Excerpt(root.dump())));
+        "model config: expected a JSON object, got ", Excerpt(Dump(root))));
   }
   ModelConfig config;
   bool has_mean = false, has_std = false;

@@ -38,6 +38,11 @@ constexpr uint64_t kMaxElements = uint64_t{1} << 40;
 
 using ShapeMap = std::map<std::string, std::vector<int64_t>>;
 
+// Never throws: invalid UTF-8 in strings becomes U+FFFD.
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
@@ -77,11 +82,11 @@ absl::StatusOr<HeaderEntry> ParseHeaderEntry(const std::string& name,
     if (!dim.is_number_unsigned()) {
       return Invalid("tensor '", name,
                      "': shape must hold non-negative integers, got ",
-                     shape->dump());
+                     Dump(*shape));
     }
     const uint64_t d = dim.get<uint64_t>();
     if (d != 0 && numel > kMaxElements / d) {
-      return Invalid("tensor '", name, "': shape ", shape->dump(),
+      return Invalid("tensor '", name, "': shape ", Dump(*shape),
                      " is too large");
     }
     numel *= d;
@@ -95,7 +100,7 @@ absl::StatusOr<HeaderEntry> ParseHeaderEntry(const std::string& name,
     return Invalid("tensor '", name,
                    "': data_offsets must be [begin, end] with 0 <= begin <= "
                    "end, got ",
-                   offsets == info.end() ? "nothing" : offsets->dump());
+                   offsets == info.end() ? "nothing" : Dump(*offsets));
   }
   entry.begin = (*offsets)[0].get<uint64_t>();
   entry.end = (*offsets)[1].get<uint64_t>();
@@ -113,8 +118,14 @@ absl::StatusOr<HeaderEntry> ParseHeaderEntry(const std::string& name,
 absl::Status CheckDataLayout(const std::map<std::string, HeaderEntry>& entries,
                              uint64_t data_bytes) {
   std::vector<std::pair<const std::string*, const HeaderEntry*>> by_offset;
-  for (const auto& [name, entry] : entries)
+  for (const auto& [name, entry] : entries) {
+    if (entry.end > data_bytes) {
+      return Invalid("tensor '", name, "': data_offsets [", entry.begin, ", ",
+                     entry.end, "] exceed the ", data_bytes,
+                     " bytes after the header (data region truncated?)");
+    }
     by_offset.push_back({&name, &entry});
+  }
   std::sort(by_offset.begin(), by_offset.end(), [](auto a, auto b) {
     return std::make_pair(a.second->begin, a.second->end) <
            std::make_pair(b.second->begin, b.second->end);
@@ -129,11 +140,6 @@ absl::Status CheckDataLayout(const std::map<std::string, HeaderEntry>& entries,
     if (entry->begin > covered) {
       return Invalid("tensor '", *name, "': ", entry->begin - covered,
                      " bytes before it belong to no tensor");
-    }
-    if (entry->end > data_bytes) {
-      return Invalid("data region truncated: tensor '", *name,
-                     "' ends at byte ", entry->end, " but only ", data_bytes,
-                     " bytes follow the header");
     }
     covered = entry->end;
     previous = name;
@@ -268,7 +274,7 @@ absl::StatusOr<ModelWeights> ParseSafetensors(std::string_view bytes) {
       for (const auto& [meta_key, meta_value] : value.items()) {
         if (!meta_value.is_string()) {
           return Invalid(kMetadataKey, " entry ", meta_key,
-                         " must be a string, got ", meta_value.dump());
+                         " must be a string, got ", Dump(meta_value));
         }
         metadata[meta_key] = meta_value.get<std::string>();
       }
@@ -333,7 +339,8 @@ absl::StatusOr<std::string> SerializeSafetensors(const ModelWeights& weights) {
                     {"data_offsets", json::array({offset, offset + size})}};
     offset += size;
   }
-  std::string header_text = header.dump();
+  std::string header_text = header.dump(
+      -1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   // Pad with spaces (valid JSON whitespace) so the data starts 8-byte aligned.
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
 
