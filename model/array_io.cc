@@ -559,6 +559,9 @@ absl::StatusOr<WindowArray> ParseCsvWindows(std::string_view csv_text,
               " columns, expected ", channels, " (one per channel)"));
         }
         for (absl::string_view f : fields) {
+          if (f.size() >= 2 && f.front() == '"' && f.back() == '"') {
+            f = f.substr(1, f.size() - 2);
+          }
           windows.column_names.emplace_back(f);
         }
         continue;

@@ -62,7 +62,8 @@ struct WindowArray {
   // Samples (CSV rows) after the last whole window, which are not in `data`.
   // Callers should tell the user; always 0 for .npy and .f32.
   int64_t leftover_samples = 0;
-  // The CSV header's column names when the file has a header; else empty.
+  // The CSV header's column names (surrounding double quotes removed) when
+  // the file has a header; else empty.
   std::vector<std::string> column_names;
 };
 

@@ -62,15 +62,19 @@ absl::StatusOr<std::vector<std::string>> ReadActivityLabels(
   ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
   std::map<int, std::string> by_id;
   for (const auto& [number, line] : NonBlankLines(text)) {
-    std::vector<absl::string_view> parts =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    // The name is the rest of the line, so names with spaces survive.
+    const size_t space = line.find_first_of(" \t");
     int id = 0;
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &id)) {
+    const absl::string_view name =
+        space == absl::string_view::npos
+            ? absl::string_view()
+            : absl::StripAsciiWhitespace(line.substr(space));
+    if (name.empty() || !absl::SimpleAtoi(line.substr(0, space), &id)) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": line ", number,
                        ": expected '<id> <NAME>', got '", line, "'"));
     }
-    if (!by_id.emplace(id, std::string(parts[1])).second) {
+    if (!by_id.emplace(id, std::string(name)).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": line ", number, ": id ", id, " repeated"));
     }
@@ -497,6 +501,11 @@ absl::StatusOr<Dataset> LoadNpyDataset(const std::string& dir,
 absl::StatusOr<Dataset> LoadDataset(const std::string& path,
                                     const std::string& split) {
   if (!IsDirectory(path)) {
+    std::error_code error;
+    if (fs::exists(path, error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": not a directory (expected a dataset folder)"));
+    }
     return absl::NotFoundError(
         absl::StrCat(path, ": no such directory (expected a dataset folder)"));
   }

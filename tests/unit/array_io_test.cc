@@ -333,7 +333,7 @@ TEST(ReadWindowsTest, UnknownExtensionIsRefused) {
 TEST(CsvTest, ReadsWindowsWithHeaderAndReportsLeftover) {
   std::mt19937 rng(12);
   std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
-  std::string text = "acc_x, acc_y ,acc_z\r\n";
+  std::string text = "acc_x, acc_y ,\"acc_z\"\r\n";
   std::vector<float> expected;
   for (int row = 0; row < 2 * 4 + 3; ++row) {
     for (int c = 0; c < 3; ++c) {

@@ -378,6 +378,24 @@ TEST(LoadDatasetTest, UnknownFolderListsWhatWasLookedFor) {
   EXPECT_THAT(dataset.status().message(), HasSubstr("x_test.npy"));
 }
 
+TEST(LoadDatasetTest, ActivityLabelsMayContainSpacesButNeedAnId) {
+  const std::string dir = TestDir();
+  WriteBinaryLayout(dir, "test", 2, 25);
+  WriteFile(dir + "/activity_labels.txt",
+            "2 Walking upstairs\r\n1 Walking\r\n3 a\n4 b\n5 c\n6 d\n");
+  absl::StatusOr<Dataset> dataset = LoadDataset(dir, "test");
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  EXPECT_THAT(dataset->class_names,
+              ElementsAre("Walking", "Walking upstairs", "a", "b", "c", "d"));
+
+  WriteFile(dir + "/activity_labels.txt", "1 WALKING\nSITTING\n");
+  dataset = LoadDataset(dir, "test");
+  ASSERT_FALSE(dataset.ok());
+  EXPECT_THAT(dataset.status().message(),
+              HasSubstr("activity_labels.txt: line 2: expected '<id> <NAME>', "
+                        "got 'SITTING'"));
+}
+
 TEST(LoadDatasetTest, MissingFolderIsNotFound) {
   const std::string dir = TestDir() + "/absent";
   absl::StatusOr<Dataset> dataset = LoadDataset(dir, "train");
