@@ -22,7 +22,7 @@
 namespace harmamba::cli {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 constexpr char kCommand[] = "eval";
 

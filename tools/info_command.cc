@@ -17,7 +17,7 @@
 namespace harmamba::cli {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 // A metadata value as JSON: the parsed JSON text when it is valid JSON (every
 // value but name/version is written that way), else the plain string.
@@ -79,13 +79,13 @@ std::string InfoText(const std::string& path, uintmax_t file_size,
        absl::StrCat(c.num_channels(), ": ", absl::StrJoin(c.channels, ", ")));
   line("classes",
        absl::StrCat(c.num_classes(), ": ", absl::StrJoin(c.classes, ", ")));
-  line(
-      "architecture",
-      absl::StrFormat("patch %d, stride %d, d_model %d, depth %d (%d "
-                      "bidirectional pairs), d_state %d, d_conv %d, expand "
-                      "%d (d_inner %d, dt_rank %d)",
-                      c.patch, c.stride, c.d_model, c.depth, c.num_pairs(),
-                      c.d_state, c.d_conv, c.expand, c.d_inner(), c.dt_rank()));
+  line("architecture",
+       absl::StrFormat("patch %d, stride %d, d_model %d, depth %d (%d "
+                       "bidirectional pair%s), d_state %d, d_conv %d, expand "
+                       "%d (d_inner %d, dt_rank %d)",
+                       c.patch, c.stride, c.d_model, c.depth, c.num_pairs(),
+                       c.num_pairs() == 1 ? "" : "s", c.d_state, c.d_conv,
+                       c.expand, c.d_inner(), c.dt_rank()));
   line("tokens",
        absl::StrFormat("%d per window (%d patches x %d channels + "
                        "cls)",

@@ -19,7 +19,7 @@
 namespace harmamba::cli {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 constexpr char kCommand[] = "predict";
 
@@ -76,15 +76,15 @@ int RunPredict(const std::vector<std::string>& args, std::ostream& out,
   absl::StatusOr<WindowArray> windows =
       ReadWindows(input_path, config.window_length, config.num_channels());
   if (!windows.ok()) {
-    return ReportRuntimeError(
-        kCommand,
-        absl::Status(
-            windows.status().code(),
-            absl::StrCat(windows.status().message(), " [model '", config.name,
-                         "' expects windows of ", config.window_length,
-                         " samples x ", config.num_channels(), " channels: ",
-                         absl::StrJoin(config.channels, ", "), "]")),
-        err);
+    absl::Status status = windows.status();
+    if (absl::IsInvalidArgument(status)) {
+      // Shape and format errors: say what the model needs.
+      status = absl::InvalidArgumentError(absl::StrCat(
+          status.message(), " [model '", config.name, "' expects windows of ",
+          config.window_length, " samples x ", config.num_channels(),
+          " channels: ", absl::StrJoin(config.channels, ", "), "]"));
+    }
+    return ReportRuntimeError(kCommand, status, err);
   }
   if (windows->leftover_samples > 0) {
     err << "harmamba predict: note: " << input_path << ": "
