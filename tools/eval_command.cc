@@ -126,16 +126,17 @@ int RunEval(const std::vector<std::string>& args, std::ostream& out,
       "the confusion matrix (over the whole split, not averaged over "
       "batches). PATH is a folder in the binary layout of shared/datasets, "
       "the official 'UCI HAR Dataset' folder (or its parent), or a folder "
-      "of x_SPLIT.npy / y_SPLIT.npy. The model's channels are taken from the "
-      "dataset by name. Throughput goes to stderr.");
+      "of x_SPLIT.npy / y_SPLIT.npy. The model's channels and classes are "
+      "matched to the dataset's by name (by position when the dataset has no "
+      "names). Throughput goes to stderr.");
   flags.AddString("model", "FILE", "Model weights (.safetensors).", &model_path,
                   /*required=*/true);
   flags.AddString("data", "PATH", "Dataset folder.", &data_path,
                   /*required=*/true);
   flags.AddString("split", "NAME", "Dataset split (train, test, ...).", &split);
   flags.AddBool("json", "Print the report as one JSON object.", &as_json);
-  flags.AddInt("threads", "N", "Worker threads; 0 = all hardware threads.",
-               &threads, 0, 4096);
+  flags.AddInt("threads", "N", "Worker threads, 0 = all cores.", &threads, 0,
+               4096);
   flags.AddInt("batch", "N", "Windows per backend call.", &batch_size, 1,
                1 << 20);
   flags.AddChoice("backend", BackendNames(),

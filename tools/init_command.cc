@@ -35,8 +35,8 @@ int RunInit(const std::vector<std::string>& args, std::ostream& out,
                   &config_path, /*required=*/true);
   flags.AddString("out", "FILE", "Where to write the model (.safetensors).",
                   &out_path, /*required=*/true);
-  flags.AddInt("seed", "N", "Random seed; the same seed gives the same file.",
-               &seed, 0, std::numeric_limits<int64_t>::max());
+  flags.AddInt("seed", "N", "Random seed (same seed, same file).", &seed, 0,
+               std::numeric_limits<int64_t>::max());
   flags.AddBool("force", "Overwrite FILE if it exists.", &force);
   if (std::optional<int> exit_code = flags.ParseOrReport(args, out, err)) {
     return *exit_code;

@@ -54,8 +54,8 @@ int RunPredict(const std::vector<std::string>& args, std::ostream& out,
                   &logits_path);
   flags.AddBool("json", "Print one JSON document instead of text lines.",
                 &as_json);
-  flags.AddInt("threads", "N", "Worker threads; 0 = all hardware threads.",
-               &threads, 0, 4096);
+  flags.AddInt("threads", "N", "Worker threads, 0 = all cores.", &threads, 0,
+               4096);
   flags.AddInt("batch", "N", "Windows per backend call.", &batch_size, 1,
                1 << 20);
   flags.AddChoice("backend", BackendNames(),
