@@ -74,7 +74,9 @@ std::map<std::string, std::string> ConfigToMetadata(const ModelConfig& config);
 // the "harmamba." prefix, and whose values are JSON values (not JSON text),
 // e.g. {"window_length": 128, "channels": ["x","y","z"], ...}. Keys that are
 // absent take the defaults above, except channels and classes which are
-// required; mean/std default to 0/1 per channel. Used by `harmamba init`.
+// required; mean/std default to 0/1 per channel. Unknown keys are an error
+// (in a hand-written config they are usually typos). Calls Validate(). Used by
+// `harmamba init`.
 absl::StatusOr<ModelConfig> ConfigFromJson(const std::string& json_text);
 
 }  // namespace harmamba

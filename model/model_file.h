@@ -65,8 +65,9 @@ absl::StatusOr<std::string> SerializeSafetensors(const ModelWeights& weights);
 absl::Status SaveModelFile(const ModelWeights& weights,
                            const std::string& path);
 
-// A freshly initialised model following design.md §1 "Init", deterministic
-// for a given seed.
+// A freshly initialised model following design.md §1 "Init" (details and the
+// choices made in model/init.cc), deterministic for a given seed on every
+// standard library. `config` must pass Validate(); aborts otherwise.
 ModelWeights InitModel(const ModelConfig& config, uint64_t seed);
 
 }  // namespace harmamba

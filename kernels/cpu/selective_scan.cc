@@ -1,5 +1,6 @@
 #include "kernels/cpu/selective_scan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -49,6 +50,14 @@ void ScanChannelBlock(const SelectiveScanParams& p, int64_t b, int64_t d0,
     dt_w[r] = vec::Load(tmp);
   }
 
+  // Pass 1, free of the recurrence's dependency chain: per time step, the
+  // step size delta, delta * u and the gate SiLU(z) (one value per lane).
+  // Pass 2 then runs only the recurrence, with the states in registers.
+  constexpr int64_t kChunk = 128;  // time steps per pass (bounds the buffers)
+  alignas(64) float delta_buf[kChunk * vec::kLanes];
+  alignas(64) float delta_u_buf[kChunk * vec::kLanes];
+  alignas(64) float gate_buf[kChunk * vec::kLanes];
+
   Vec h[kCap];
   for (int n = 0; n < n_state; ++n) h[n] = vec::Splat(0.f);
 
@@ -56,40 +65,57 @@ void ScanChannelBlock(const SelectiveScanParams& p, int64_t b, int64_t d0,
   const float* B_b = p.B + b * p.B_batch_stride;
   const float* C_b = p.C + b * p.C_batch_stride;
   float* out_b = p.out + b * p.out_batch_stride + d0;
-  for (int64_t step = 0; step < p.seqlen; ++step) {
-    const int64_t t = p.reverse ? p.seqlen - 1 - step : step;
-    const Vec u = load(u_b + t * p.u_seq_stride);
-    Vec delta;
-    if (p.dt_low) {
-      const float* low =
-          p.dt_low + b * p.dt_low_batch_stride + t * p.dt_low_seq_stride;
-      delta = dt_w[0] * low[0];
-      for (int r = 1; r < rank; ++r) delta += dt_w[r] * low[r];
-    } else {
-      delta = load(p.delta + b * p.delta_batch_stride + t * p.delta_seq_stride +
-                   d0);
+  for (int64_t step0 = 0; step0 < p.seqlen; step0 += kChunk) {
+    const int64_t steps = std::min(kChunk, p.seqlen - step0);
+    for (int64_t i = 0; i < steps; ++i) {
+      const int64_t step = step0 + i;
+      const int64_t t = p.reverse ? p.seqlen - 1 - step : step;
+      const Vec u = load(u_b + t * p.u_seq_stride);
+      Vec delta;
+      if (p.dt_low) {
+        const float* low =
+            p.dt_low + b * p.dt_low_batch_stride + t * p.dt_low_seq_stride;
+        delta = dt_w[0] * low[0];
+        for (int r = 1; r < rank; ++r) delta += dt_w[r] * low[r];
+      } else {
+        delta = load(p.delta + b * p.delta_batch_stride +
+                     t * p.delta_seq_stride + d0);
+      }
+      delta += bias;
+      if (p.delta_softplus) delta = vec::Softplus(delta);
+      vec::Store(delta_buf + i * vec::kLanes, delta);
+      vec::Store(delta_u_buf + i * vec::kLanes, delta * u);
+      Vec gate = vec::Splat(1.f);
+      if (p.z) {
+        gate = vec::Silu(
+            load(p.z + b * p.z_batch_stride + t * p.z_seq_stride + d0));
+      }
+      vec::Store(gate_buf + i * vec::kLanes, gate);
     }
-    delta += bias;
-    if (p.delta_softplus) delta = vec::Softplus(delta);
-    const Vec delta_u = delta * u;
-    const float* B_t = B_b + t * p.B_seq_stride;
-    const float* C_t = C_b + t * p.C_seq_stride;
-    Vec y = skip * u;
+    for (int64_t i = 0; i < steps; ++i) {
+      const int64_t step = step0 + i;
+      const int64_t t = p.reverse ? p.seqlen - 1 - step : step;
+      const Vec delta = vec::Load(delta_buf + i * vec::kLanes);
+      const Vec delta_u = vec::Load(delta_u_buf + i * vec::kLanes);
+      const float* B_t = B_b + t * p.B_seq_stride;
+      const float* C_t = C_b + t * p.C_seq_stride;
+      // Four partial sums break the dependency chain of C.h.
+      Vec y_part[4] = {skip * load(u_b + t * p.u_seq_stride), vec::Splat(0.f),
+                       vec::Splat(0.f), vec::Splat(0.f)};
 #pragma GCC unroll 16
-    for (int n = 0; n < n_state; ++n) {
-      const Vec decay = vec::Exp2(delta * a_log2[n]);
-      h[n] = decay * h[n] + delta_u * B_t[n];
-      y += h[n] * C_t[n];
-    }
-    if (p.z) {
-      const Vec z = load(p.z + b * p.z_batch_stride + t * p.z_seq_stride + d0);
-      y *= vec::Silu(z);
-    }
-    float* dst = out_b + t * p.out_seq_stride;
-    if (kFull) {
-      vec::Store(dst, y);
-    } else {
-      vec::StorePartial(dst, y, lanes);
+      for (int n = 0; n < n_state; ++n) {
+        const Vec decay = vec::Exp2NonPositive(delta * a_log2[n]);
+        h[n] = decay * h[n] + delta_u * B_t[n];
+        y_part[n % 4] += h[n] * C_t[n];
+      }
+      const Vec y = ((y_part[0] + y_part[1]) + (y_part[2] + y_part[3])) *
+                    vec::Load(gate_buf + i * vec::kLanes);
+      float* dst = out_b + t * p.out_seq_stride;
+      if (kFull) {
+        vec::Store(dst, y);
+      } else {
+        vec::StorePartial(dst, y, lanes);
+      }
     }
   }
 }

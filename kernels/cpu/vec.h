@@ -9,6 +9,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace harmamba::kernels::vec {
 
 inline constexpr int kLanes = 16;
@@ -38,8 +42,19 @@ inline void StorePartial(float* p, Vec v, int count) {
   std::memcpy(p, tmp, sizeof(float) * count);
 }
 
+#if defined(__AVX512F__)
+inline Vec Max(Vec a, Vec b) {
+  return reinterpret_cast<Vec>(
+      _mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+}
+inline Vec Min(Vec a, Vec b) {
+  return reinterpret_cast<Vec>(
+      _mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+}
+#else
 inline Vec Max(Vec a, Vec b) { return a > b ? a : b; }
 inline Vec Min(Vec a, Vec b) { return a < b ? a : b; }
+#endif
 
 inline Vec Abs(Vec x) {
   IVec bits;
@@ -82,6 +97,44 @@ inline Vec Exp2(Vec x) {
   p_bits += exponent;
   std::memcpy(&p, &p_bits, sizeof(x));
   return p;
+}
+
+// 2^x for x <= 0 (decay factors): results below 2^-126 flush to 2^-126 or
+// less, which is zero for all practical purposes. A degree-5 polynomial
+// (Chebyshev-node interpolation of 2^f on [-1/2, 1/2], relative error
+// 1.0e-7) instead of Exp2's degree 6: this sits in the scan's inner loop,
+// 16 times per channel and time step. On AVX-512, round and scale are single
+// instructions (vrndscaleps, vscalefps).
+inline Vec Exp2NonPositive(Vec x) {
+  x = Max(x, Splat(-126.0f));
+#if defined(__AVX512F__)
+  const __m512 xv = reinterpret_cast<__m512>(x);
+  const __m512 r =
+      _mm512_roundscale_ps(xv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const Vec f = reinterpret_cast<Vec>(_mm512_sub_ps(xv, r));
+#else
+  const Vec kRound = Splat(12582912.0f);
+  const Vec shifted = x + kRound;
+  const Vec rounded = shifted - kRound;
+  const Vec f = x - rounded;
+#endif
+  Vec p = Splat(1.3390863364533504e-3f);
+  p = p * f + 9.676031918326564e-3f;
+  p = p * f + 5.550357114219461e-2f;
+  p = p * f + 2.4022107485308208e-1f;
+  p = p * f + 6.931471880262287e-1f;
+  p = p * f + 1.0000000754548972f;
+#if defined(__AVX512F__)
+  return reinterpret_cast<Vec>(
+      _mm512_scalef_ps(reinterpret_cast<__m512>(p), r));
+#else
+  IVec shifted_bits, p_bits;
+  std::memcpy(&shifted_bits, &shifted, sizeof(x));
+  std::memcpy(&p_bits, &p, sizeof(x));
+  p_bits += (shifted_bits - 0x4B400000) << 23;
+  std::memcpy(&p, &p_bits, sizeof(x));
+  return p;
+#endif
 }
 
 inline constexpr float kLog2e = 1.4426950408889634f;

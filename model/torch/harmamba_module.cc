@@ -20,35 +20,8 @@ double LayerDropPath(int i, int depth, double rate) {
   return rate * static_cast<double>(i - 1) / static_cast<double>(depth - 1);
 }
 
-void CheckArchitecture(const ModelConfig& c) {
-  TORCH_CHECK(c.num_channels() > 0, "config.channels must not be empty");
-  TORCH_CHECK(c.num_classes() > 0, "config.classes must not be empty");
-  TORCH_CHECK(c.patch > 0 && c.stride > 0,
-              "config.patch and config.stride must be > 0, got ", c.patch,
-              " and ", c.stride);
-  TORCH_CHECK(c.window_length >= c.patch, "config.window_length (",
-              c.window_length, ") must be >= config.patch (", c.patch, ")");
-  TORCH_CHECK(c.d_model > 0 && c.d_state > 0 && c.d_conv > 0 && c.expand > 0,
-              "config.d_model, d_state, d_conv and expand must be > 0");
-  TORCH_CHECK(c.depth >= 2 && c.depth % 2 == 0,
-              "config.depth must be even and >= 2, got ", c.depth);
-  TORCH_CHECK(
-      c.mean.empty() || static_cast<int>(c.mean.size()) == c.num_channels(),
-      "config.mean must have ", c.num_channels(), " values, got ",
-      c.mean.size());
-  TORCH_CHECK(
-      c.std.empty() || static_cast<int>(c.std.size()) == c.num_channels(),
-      "config.std must have ", c.num_channels(), " values, got ", c.std.size());
-  for (float s : c.std) {
-    TORCH_CHECK(s > 0.0f && std::isfinite(s),
-                "config.std values must be finite and > 0, got ", s);
-  }
-}
-
-// (C) float32 tensor of `values`, or of `fill` when `values` is empty.
-torch::Tensor ChannelTensor(const std::vector<float>& values, int channels,
-                            float fill) {
-  if (values.empty()) return torch::full({channels}, fill);
+// The (C) float32 tensor of a validated config's per-channel values.
+torch::Tensor ChannelTensor(const std::vector<float>& values) {
   return torch::tensor(values, torch::kFloat32);
 }
 
@@ -201,7 +174,9 @@ std::pair<torch::Tensor, torch::Tensor> HarmambaBlockImpl::forward(
 
 HarmambaModule::HarmambaModule(const ModelConfig& config, double drop_path_rate)
     : config_(config), drop_path_rate_(drop_path_rate) {
-  CheckArchitecture(config);
+  if (const absl::Status status = config.Validate(); !status.ok()) {
+    TORCH_CHECK(false, "HarmambaModule: invalid config: ", status.message());
+  }
   TORCH_CHECK(drop_path_rate >= 0.0 && drop_path_rate < 1.0,
               "drop_path_rate must be in [0, 1), got ", drop_path_rate);
   const int64_t d = config.d_model;
@@ -223,10 +198,8 @@ HarmambaModule::HarmambaModule(const ModelConfig& config, double drop_path_rate)
       torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-5)));
   head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(
                                      d, config.num_classes())));
-  input_mean = register_buffer(
-      "input_mean", ChannelTensor(config.mean, config.num_channels(), 0.0f));
-  input_std = register_buffer(
-      "input_std", ChannelTensor(config.std, config.num_channels(), 1.0f));
+  input_mean = register_buffer("input_mean", ChannelTensor(config.mean));
+  input_std = register_buffer("input_std", ChannelTensor(config.std));
 }
 
 torch::Tensor HarmambaModule::forward(const torch::Tensor& windows,
@@ -296,19 +269,9 @@ absl::Status HarmambaModule::LoadWeights(const ModelWeights& weights) {
                        ", this module expects ", values.second));
     }
   }
-  for (const auto* values : {&w.mean, &w.std}) {
-    if (!values->empty() &&
-        static_cast<int>(values->size()) != w.num_channels()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "weights config ", values == &w.mean ? "mean" : "std", " has ",
-          values->size(), " values, expected ", w.num_channels()));
-    }
-  }
-  for (float s : w.std) {
-    if (!(s > 0.0f) || !std::isfinite(s)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("weights config std must be finite and > 0, got ", s));
-    }
+  if (const absl::Status status = w.Validate(); !status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights config: ", status.message()));
   }
   auto params = named_parameters(/*recurse=*/true);
   for (const auto& item : params) {
@@ -343,9 +306,8 @@ absl::Status HarmambaModule::LoadWeights(const ModelWeights& weights) {
                                         src.shape, torch::kFloat32));
   }
   config_ = w;
-  const int channels = w.num_channels();
-  input_mean.copy_(ChannelTensor(w.mean, channels, 0.0f));
-  input_std.copy_(ChannelTensor(w.std, channels, 1.0f));
+  input_mean.copy_(ChannelTensor(w.mean));
+  input_std.copy_(ChannelTensor(w.std));
   return absl::OkStatus();
 }
 

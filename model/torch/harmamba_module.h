@@ -102,12 +102,12 @@ TORCH_MODULE(HarmambaBlock);
 
 class HarmambaModule : public torch::nn::Module {
  public:
-  // Builds the module for `config` (which must satisfy the architectural
-  // constraints of ModelConfig::Validate; violations throw c10::Error naming
-  // the field). Parameters get LibTorch's default initialisation; call
-  // LoadWeights (e.g. with InitModel's output) before use. Layer i's
-  // drop-path rate is [0, linspace(0, drop_path_rate, depth)][i] and the
-  // final add uses drop_path_rate (design.md §1); only active in training.
+  // Builds the module for `config`, which must pass ModelConfig::Validate
+  // (otherwise throws c10::Error with its message). Parameters get LibTorch's
+  // default initialisation; call LoadWeights (e.g. with InitModel's output)
+  // before use. Layer i's drop-path rate is [0, linspace(0, drop_path_rate,
+  // depth)][i] and the final add uses drop_path_rate (design.md §1); only
+  // active in training.
   explicit HarmambaModule(const ModelConfig& config,
                           double drop_path_rate = 0.1);
 

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "model/config.h"
+#include "model/cpu_engine.h"
 #include "model/model_file.h"
 #include "model/torch/kernel_ops.h"
 #include "model/torch/torch_backend.h"
@@ -401,19 +402,22 @@ TEST(HarmambaModuleTest, ReferencePathMatchesPlainFloat64Computation) {
 // ------------------------------------
 
 TEST(HarmambaModuleTest, FastPathMatchesReferenceUciConfig) {
-  const ModelWeights weights = RandomWeights(UciConfig(), 6);
-  auto module = MakeModule(weights);
-  const Tensor windows = RandomWindows(weights.config, 4, 7);
-  torch::NoGradGuard no_grad;
-  const Tensor ref = module->forward(windows, ForwardPath::kReference);
-  const Tensor fast = module->forward(windows, ForwardPath::kFast);
-  ASSERT_EQ(fast.sizes(), torch::IntArrayRef({4, 6}));
-  EXPECT_LE(RelativeError(fast, ref), 1e-4);
-  // And both against the float64 reference.
-  module->to(torch::kFloat64);
-  const Tensor ref64 = module->forward(windows, ForwardPath::kReference);
-  EXPECT_LE(RelativeError(fast, ref64), 1e-4);
-  EXPECT_LE(RelativeError(ref, ref64), 1e-4);
+  // InitModel's weights (design.md §1 "Init") and fully random ones.
+  for (const ModelWeights& weights :
+       {InitModel(UciConfig(), 6), RandomWeights(UciConfig(), 6)}) {
+    auto module = MakeModule(weights);
+    const Tensor windows = RandomWindows(weights.config, 4, 7);
+    torch::NoGradGuard no_grad;
+    const Tensor ref = module->forward(windows, ForwardPath::kReference);
+    const Tensor fast = module->forward(windows, ForwardPath::kFast);
+    ASSERT_EQ(fast.sizes(), torch::IntArrayRef({4, 6}));
+    EXPECT_LE(RelativeError(fast, ref), 1e-4);
+    // And both against the float64 reference.
+    module->to(torch::kFloat64);
+    const Tensor ref64 = module->forward(windows, ForwardPath::kReference);
+    EXPECT_LE(RelativeError(fast, ref64), 1e-4);
+    EXPECT_LE(RelativeError(ref, ref64), 1e-4);
+  }
 }
 
 TEST(HarmambaModuleTest, FastPathGradientsMatchFloat64Reference) {
@@ -523,10 +527,22 @@ TEST(DropPathTest, ZeroesWholeSamplesAndKeepsTheMean) {
 }
 
 // ---- Kernel ops
+// ---------------------------------------------------------------
+
+// Runs `fn` with LibTorch's intra-op thread count set to `threads` (the
+// adapters then split the batch into that many chunks), then restores 1.
+// Only the adapters run threaded: on a loaded 2-core machine many small
+// OpenMP regions can stall on a descheduled thread.
+template <typename Fn>
+auto RunWithThreads(int threads, Fn fn) {
+  at::set_num_threads(threads);
+  auto result = fn();
+  at::set_num_threads(1);
+  return result;
+}
 // ------------------------------------------------------------------
 
 TEST(KernelOpsTest, SelectiveScanFnMatchesTorchReferenceWithGradients) {
-  at::set_num_threads(2);
   torch::manual_seed(16);
   for (bool reverse : {false, true}) {
     for (bool optional : {false, true}) {
@@ -561,7 +577,8 @@ TEST(KernelOpsTest, SelectiveScanFnMatchesTorchReferenceWithGradients) {
         }
         return result;
       };
-      const auto fast = run(torch::kFloat32, true);
+      const auto fast =
+          RunWithThreads(2, [&] { return run(torch::kFloat32, true); });
       const auto ref = run(torch::kFloat64, false);
       const char* names[] = {"out",   "duz", "dBC", "ddelta",
                              "dbias", "dA",  "dD"};
@@ -575,11 +592,9 @@ TEST(KernelOpsTest, SelectiveScanFnMatchesTorchReferenceWithGradients) {
       }
     }
   }
-  at::set_num_threads(1);
 }
 
 TEST(KernelOpsTest, CausalConv1dFnMatchesTorchReferenceWithGradients) {
-  at::set_num_threads(2);
   torch::manual_seed(17);
   for (bool reverse : {false, true}) {
     for (bool with_bias : {false, true}) {
@@ -605,7 +620,8 @@ TEST(KernelOpsTest, CausalConv1dFnMatchesTorchReferenceWithGradients) {
         }
         return result;
       };
-      const auto fast = run(torch::kFloat32, true);
+      const auto fast =
+          RunWithThreads(2, [&] { return run(torch::kFloat32, true); });
       const auto ref = run(torch::kFloat64, false);
       ASSERT_EQ(fast[2].sizes(), w.sizes());
       for (size_t i = 0; i < fast.size(); ++i) {
@@ -618,7 +634,6 @@ TEST(KernelOpsTest, CausalConv1dFnMatchesTorchReferenceWithGradients) {
       }
     }
   }
-  at::set_num_threads(1);
 }
 
 TEST(KernelOpsTest, AdaptersRefuseWrongDtypeAndShapes) {
@@ -677,6 +692,21 @@ TEST(TorchBackendTest, RunsBothPathsOnRawWindows) {
         (*backend)->Run(windows.data_ptr<float>(), 0, logits.data()).code(),
         absl::StatusCode::kInvalidArgument);
   }
+}
+
+// The LibTorch reference is the oracle of the fused CPU engine too.
+TEST(TorchBackendTest, ReferenceAgreesWithFusedCpuEngine) {
+  const ModelWeights weights = RandomWeights(UciConfig(), 23);
+  const Tensor windows = RandomWindows(weights.config, 7, 24).contiguous();
+  auto reference = CreateTorchBackend(weights);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  auto engine = CreateCpuEngine(weights);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<float> expected(7 * 6), got(7 * 6);
+  ASSERT_TRUE(
+      (*reference)->Run(windows.data_ptr<float>(), 7, expected.data()).ok());
+  ASSERT_TRUE((*engine)->Run(windows.data_ptr<float>(), 7, got.data()).ok());
+  EXPECT_LE(RelativeError(torch::tensor(got), torch::tensor(expected)), 1e-5);
 }
 
 TEST(TorchBackendTest, RefusesBadOptionsAndWeights) {

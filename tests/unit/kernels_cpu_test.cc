@@ -298,31 +298,46 @@ TEST(LayerNormTest, FusedAddMatchesFloat64Reference) {
   }
 }
 
-TEST(GemmTest, MatchesFloat64ReferenceBothLayouts) {
-  SetBlasThreadsForCallerParallelism();
-  const int64_t m = 73, n = 36, k = 128;
-  std::mt19937 rng(7);
-  auto a = Random(rng, m * k), b = Random(rng, k * n), c0 = Random(rng, m * n);
-  for (bool transposed : {false, true}) {
-    // b is [k][n]; its transpose bt is [n][k].
-    std::vector<float> bt(n * k);
-    for (int64_t i = 0; i < k; ++i) {
-      for (int64_t j = 0; j < n; ++j) bt[j * k + i] = b[i * n + j];
-    }
-    std::vector<float> c = c0;
-    Sgemm(m, n, k, 1.5f, a.data(), k, transposed ? bt.data() : b.data(),
-          transposed ? k : n, transposed, 2.f, c.data(), n);
-    std::vector<double> ref(m * n);
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) {
-        double s = 0;
-        for (int64_t l = 0; l < k; ++l)
-          s += double(a[i * k + l]) * b[l * n + j];
-        ref[i * n + j] = 1.5 * s + 2.0 * c0[i * n + j];
+TEST(GemmTest, MatchesFloat64ReferenceAllShapesAndLayouts) {
+  // Row counts around the 8-row micro-tile, columns around the 32-wide and
+  // 16-lane edges, inner sizes of the model (and odd ones).
+  for (int64_t m : {1, 7, 8, 9, 73, 292}) {
+    for (int64_t n : {1, 16, 36, 64, 100, 512}) {
+      for (int64_t k : {1, 4, 64, 129}) {
+        for (bool transposed : {false, true}) {
+          for (bool with_bias : {false, true}) {
+            const float beta = (m + n) % 2 ? 0.f : 2.f;
+            std::mt19937 rng(m * 1000 + n * 10 + k);
+            auto a = Random(rng, m * k), b = Random(rng, k * n),
+                 c0 = Random(rng, m * n), bias = Random(rng, n);
+            std::vector<float> bt(n * k);  // [n][k]
+            for (int64_t i = 0; i < k; ++i) {
+              for (int64_t j = 0; j < n; ++j) bt[j * k + i] = b[i * n + j];
+            }
+            const PackedMatrix packed =
+                transposed ? PackedMatrix::Pack(bt.data(), k, n, k, true)
+                           : PackedMatrix::Pack(b.data(), k, n, n, false);
+            std::vector<float> c = c0;
+            Gemm(m, a.data(), k, packed, beta,
+                 with_bias ? bias.data() : nullptr, c.data(), n);
+            std::vector<double> ref = ToDouble(c0);
+            auto ad = ToDouble(a), bd = ToDouble(b), biasd = ToDouble(bias);
+            GemmReference(m, n, k, ad.data(), bd.data(), beta,
+                          with_bias ? biasd.data() : nullptr, ref.data());
+            EXPECT_LE(RelativeError(c, ref), kTolerance)
+                << m << "x" << n << "x" << k << " t=" << transposed;
+          }
+        }
       }
     }
-    EXPECT_LE(RelativeError(c, ref), kTolerance);
   }
+}
+
+TEST(GemmTest, BetaZeroIgnoresGarbageInOutput) {
+  std::vector<float> a = {1, 2}, b = {3, 4}, c = {NAN, NAN, NAN, NAN};
+  const PackedMatrix packed = PackedMatrix::Pack(b.data(), 1, 2, 2, false);
+  Gemm(2, a.data(), 1, packed, 0.f, nullptr, c.data(), 2);
+  EXPECT_EQ(c, (std::vector<float>{3, 4, 6, 8}));
 }
 
 }  // namespace

@@ -1,0 +1,83 @@
+#include "tools/inference.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model/cpu_engine.h"
+#include "model/status_macros.h"
+
+namespace harmamba::cli {
+namespace {
+
+// The LibTorch reference backend (model/torch/torch_backend.h) is not in this
+// build yet. When it lands, this becomes:
+//   TorchBackendOptions options;
+//   options.path = ForwardPath::kReference;
+//   options.num_threads = num_threads;
+//   return CreateTorchBackend(weights, options);
+// and tools/CMakeLists.txt links harmamba_torch.
+absl::StatusOr<std::unique_ptr<ModelBackend>> CreateReferenceBackend(
+    const ModelWeights& weights, int num_threads) {
+  return absl::UnavailableError(
+      "backend 'reference' (LibTorch reference path) is not available in this "
+      "build; use --backend fast");
+}
+
+}  // namespace
+
+const std::vector<std::string>& BackendNames() {
+  static const auto* const kNames =
+      new std::vector<std::string>{kFastBackend, kReferenceBackend};
+  return *kNames;
+}
+
+absl::StatusOr<std::unique_ptr<ModelBackend>> CreateBackend(
+    const std::string& name, const ModelWeights& weights, int num_threads) {
+  if (name == kFastBackend) {
+    CpuEngineOptions options;
+    options.num_threads = num_threads;
+    return CreateCpuEngine(weights, options);
+  }
+  if (name == kReferenceBackend) {
+    return CreateReferenceBackend(weights, num_threads);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backend '", name, "', expected one of ",
+                   absl::StrJoin(BackendNames(), ", ")));
+}
+
+absl::Status RunInBatches(ModelBackend& backend, const float* windows,
+                          int64_t n, int64_t batch_size, float* logits,
+                          ProgressReporter& progress) {
+  const ModelConfig& config = backend.config();
+  const int64_t window_floats = config.window_floats();
+  const int64_t k = config.num_classes();
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    const int64_t count = std::min(batch_size, n - begin);
+    RETURN_IF_ERROR(backend.Run(windows + begin * window_floats, count,
+                                logits + begin * k));
+    progress.Update(begin + count);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<double> Softmax(const float* logits, int k) {
+  std::vector<double> probabilities(k);
+  if (k == 0) return probabilities;
+  const double max_logit = *std::max_element(logits, logits + k);
+  double sum = 0.0;
+  for (int j = 0; j < k; ++j) {
+    probabilities[j] = std::exp(static_cast<double>(logits[j]) - max_logit);
+    sum += probabilities[j];
+  }
+  for (double& p : probabilities) p /= sum;
+  return probabilities;
+}
+
+int ArgMax(const float* values, int k) {
+  return static_cast<int>(std::max_element(values, values + k) - values);
+}
+
+}  // namespace harmamba::cli
