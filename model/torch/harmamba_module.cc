@@ -133,9 +133,14 @@ torch::Tensor MambaMixerImpl::ForwardReference(const torch::Tensor& u) {
 torch::Tensor MambaMixerImpl::ForwardFast(const torch::Tensor& u,
                                           bool reverse) {
   const int64_t e = d_inner_;
-  const torch::Tensor xz = torch::matmul(u, in_proj->weight.t());
-  const torch::Tensor x = CausalConv1d(xz.narrow(-1, 0, e), conv1d->weight,
-                                       conv1d->bias, reverse, /*silu=*/true);
+  // x and z by two GEMMs on row blocks of in_proj.weight rather than slices
+  // of one (N, L, 2E) product: the backward of a slice would allocate and
+  // zero-fill a full (N, L, 2E) gradient per slice.
+  const torch::Tensor x_in =
+      torch::matmul(u, in_proj->weight.narrow(0, 0, e).t());
+  const torch::Tensor z = torch::matmul(u, in_proj->weight.narrow(0, e, e).t());
+  const torch::Tensor x =
+      CausalConv1d(x_in, conv1d->weight, conv1d->bias, reverse, /*silu=*/true);
   const torch::Tensor x_dbl = torch::matmul(x, x_proj->weight.t());
   const torch::Tensor dt_low = x_dbl.narrow(-1, 0, dt_rank_);
   const torch::Tensor B = x_dbl.narrow(-1, dt_rank_, d_state_);
@@ -143,8 +148,8 @@ torch::Tensor MambaMixerImpl::ForwardFast(const torch::Tensor& u,
   const torch::Tensor delta = torch::matmul(dt_low, dt_proj->weight.t());
   const torch::Tensor A = -torch::exp(A_log);
   const torch::Tensor y =
-      SelectiveScan(x, delta, dt_proj->bias, A, B, C, D, xz.narrow(-1, e, e),
-                    reverse, /*delta_softplus=*/true);
+      SelectiveScan(x, delta, dt_proj->bias, A, B, C, D, z, reverse,
+                    /*delta_softplus=*/true);
   return torch::matmul(y, out_proj->weight.t());
 }
 
