@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "model/cpu_engine.h"
 #include "model/status_macros.h"
+#include "model/torch/torch_backend.h"
 
 namespace harmamba::cli {
 namespace {
@@ -20,9 +21,10 @@ namespace {
 // and tools/CMakeLists.txt links harmamba_torch.
 absl::StatusOr<std::unique_ptr<ModelBackend>> CreateReferenceBackend(
     const ModelWeights& weights, int num_threads) {
-  return absl::UnavailableError(
-      "backend 'reference' (LibTorch reference path) is not available in this "
-      "build; use --backend fast");
+  TorchBackendOptions options;
+  options.path = ForwardPath::kReference;
+  options.num_threads = num_threads;
+  return CreateTorchBackend(weights, options);
 }
 
 }  // namespace

@@ -581,16 +581,20 @@ TEST_F(CliTest, PredictRuntimeErrorsNameTheProblem) {
   EXPECT_THAT(no_model.err, HasSubstr(Path("absent.st")));
 }
 
-TEST_F(CliTest, ReferenceBackendIsNotInThisBuildYet) {
+TEST_F(CliTest, ReferenceBackendAgreesWithFastBackend) {
   const Result r =
       Invoke(&RunPredict, {"--model", model_path_, "--input",
-                           Path("windows.npy"), "--backend", "reference"});
-  EXPECT_EQ(r.code, kExitRuntimeError) << Describe(r);
-  EXPECT_THAT(r.err, HasSubstr("not available in this build"));
-  const Result fast =
-      Invoke(&RunPredict, {"--model", model_path_, "--input",
-                           Path("windows.npy"), "--backend=fast"});
-  EXPECT_EQ(fast.code, kExitOk) << Describe(fast);
+                           Path("windows.npy"), "--backend", "reference",
+                           "--logits-out", Path("reference_logits.npy")});
+  ASSERT_EQ(r.code, kExitOk) << Describe(r);
+  absl::StatusOr<NpyArray> logits = ReadNpy(Path("reference_logits.npy"));
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  ASSERT_EQ(logits->float_data.size(), expected_logits_.size());
+  for (size_t i = 0; i < expected_logits_.size(); ++i) {
+    EXPECT_NEAR(logits->float_data[i], expected_logits_[i],
+                1e-4 * (1 + std::abs(expected_logits_[i])))
+        << i;
+  }
 }
 
 // ---- eval

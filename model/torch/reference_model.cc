@@ -1,1 +1,0 @@
-// Placeholder: implementation lands in a following commit.
