@@ -4,7 +4,8 @@
 //
 // Reports windows/s (the `windows_per_s` counter) for the fused engine at
 // batch 1, 64 and 1024 with 2 threads, and the time of each kernel on one
-// window tile. The LibTorch reference path runs in bench/torch_bench.cc.
+// window tile, and the LibTorch reference path (eager ops) on the same
+// weights with the same thread count as the baseline.
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -15,6 +16,7 @@
 #include "kernels/cpu/selective_scan.h"
 #include "model/cpu_engine.h"
 #include "model/model_file.h"
+#include "model/torch/torch_backend.h"
 
 namespace harmamba {
 namespace {
@@ -65,6 +67,37 @@ BENCHMARK(BM_CpuEngine)
     ->Args({1, 2})
     ->Args({64, 2})
     ->Args({1024, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The same forward through LibTorch ops (the differentiable reference path,
+// eager mode), same weights and thread count: the baseline.
+void BM_TorchReference(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const int threads = static_cast<int>(state.range(1));
+  const ModelConfig config = UciConfig();
+  TorchBackendOptions options;
+  options.path = ForwardPath::kReference;
+  options.num_threads = threads;
+  auto backend = CreateTorchBackend(InitModel(config, 1), options);
+  if (!backend.ok()) {
+    state.SkipWithError(std::string(backend.status().message()).c_str());
+    return;
+  }
+  const auto x = Windows(config, batch);
+  std::vector<float> logits(batch * config.num_classes());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize((*backend)->Run(x.data(), batch, logits.data()));
+  }
+  state.counters["windows_per_s"] = benchmark::Counter(
+      static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_TorchReference)
+    ->ArgNames({"batch", "threads"})
+    ->Args({1, 2})
+    ->Args({64, 2})
+    ->Args({1024, 2})
+    ->Iterations(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
