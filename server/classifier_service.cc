@@ -14,8 +14,6 @@
 
 namespace harmamba {
 
-namespace v1 = ::harmamba::v1;
-
 namespace {
 
 absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {

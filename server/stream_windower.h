@@ -51,6 +51,10 @@ class StreamWindower {
   int64_t windows_cut() const { return windows_cut_; }
   // Samples after the end of the last window yielded (all samples if none).
   int64_t leftover_samples() const;
+  // Samples held for future windows.
+  int64_t buffered_samples() const {
+    return samples_received_ - buffer_first_sample_;
+  }
 
  private:
   StreamWindower(int window_length, int channels, int hop);
