@@ -26,6 +26,11 @@ class RecordingMetrics : public MetricsRecorder {
     absl::MutexLock lock(&mu_);
     rpcs_.push_back({std::string(method), std::string(model), code});
   }
+  void RecordAdmitted(absl::string_view model, Lane lane, int64_t windows,
+                      int64_t queued_windows) override {
+    absl::MutexLock lock(&mu_);
+    admitted_ += windows;
+  }
   void RecordRefused(absl::string_view model, Lane lane, absl::StatusCode code,
                      int64_t windows) override {
     absl::MutexLock lock(&mu_);
@@ -72,6 +77,10 @@ class RecordingMetrics : public MetricsRecorder {
     auto it = dropped_.find(code);
     return it == dropped_.end() ? 0 : it->second;
   }
+  int64_t admitted() const {
+    absl::MutexLock lock(&mu_);
+    return admitted_;
+  }
   int64_t refused(absl::StatusCode code) const {
     absl::MutexLock lock(&mu_);
     auto it = refused_.find(code);
@@ -102,6 +111,7 @@ class RecordingMetrics : public MetricsRecorder {
   std::map<absl::StatusCode, int64_t> refused_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int64_t, absl::StatusCode>> model_runs_
       ABSL_GUARDED_BY(mu_);
+  int64_t admitted_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t streams_started_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<absl::StatusCode> streams_finished_ ABSL_GUARDED_BY(mu_);
   int64_t backpressure_ ABSL_GUARDED_BY(mu_) = 0;
