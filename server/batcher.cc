@@ -372,19 +372,20 @@ int64_t Batcher::TakeFromLaneLocked(Lane lane, int64_t limit, absl::Time now,
     const size_t n = task.size();
     const bool cancelled = task.task.cancelled != nullptr &&
                            task.task.cancelled->load(std::memory_order_acquire);
-    if (cancelled || task.task.deadline <= now) {
+    const bool expired = task.task.deadline <= now;
+    if (expired || cancelled) {
       // Dropping the rest gives every window an outcome: those before `next`
       // have one already (batches run one at a time) or get one when this
       // batch runs, and ExecuteBatch() resolves segments before completing
       // `finished` tasks.
+      // An expired call is also cancelled by gRPC: report the cause.
       const absl::Status status =
-          cancelled
-              ? absl::CancelledError(
-                    "the call was cancelled while its windows were queued")
-              : absl::DeadlineExceededError(absl::StrCat(
-                    "the deadline passed after ",
-                    absl::FormatDuration(now - task.enqueued),
-                    " in the queue of model '", options_.model_name, "'"));
+          expired ? absl::DeadlineExceededError(absl::StrCat(
+                        "the deadline passed after ",
+                        absl::FormatDuration(now - task.enqueued),
+                        " in the queue of model '", options_.model_name, "'"))
+                  : absl::CancelledError(
+                        "the call was cancelled while its windows were queued");
       const int64_t dropped = static_cast<int64_t>(n - task.next);
       for (size_t i = task.next; i < n; ++i) {
         task.result.window_status[i] = status;

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -10,6 +11,12 @@
 #include "grpcpp/server_builder.h"
 
 namespace harmamba {
+namespace {
+
+// How long calls still open after the drain may take to finish.
+constexpr absl::Duration kFinalCallsTail = absl::Seconds(1);
+
+}  // namespace
 
 absl::Status ServerOptions::Validate() const {
   if (address.empty()) {
@@ -102,9 +109,13 @@ void HarmambaServer::Shutdown(absl::Duration grace) {
   for (auto& [name, batcher] : batchers_) batcher->Shutdown();
   if (service_ != nullptr) service_->WaitForCallsToFinish(deadline);
   if (server_ != nullptr) {
-    // Everything of ours has finished (or the deadline has passed): cancel
-    // what is left, such as health Watch streams, without waiting.
-    server_->Shutdown(std::chrono::system_clock::now());
+    // Everything accepted has been answered (or the deadline has passed).
+    // gRPC now refuses new calls; calls that are still open (refusals on
+    // their way out, health Watch streams) get a short tail, within the
+    // deadline, before gRPC cancels them.
+    const absl::Time stop_by =
+        std::min(deadline, clock_->Now() + kFinalCallsTail);
+    server_->Shutdown(absl::ToChronoTime(stop_by));
     server_->Wait();
   }
   stopped_.Notify();

@@ -65,8 +65,9 @@ class HarmambaServer {
   // 2. new calls are refused with UNAVAILABLE, open streams stop reading;
   // 3. every accepted window is answered (the batchers drain);
   // 4. at the deadline, windows still queued are answered UNAVAILABLE;
-  // 5. open calls get until the deadline to finish, then gRPC cancels what
-  //    is left (e.g. health Watch streams) and the server stops.
+  // 5. gRPC stops accepting calls; calls still open (e.g. health Watch
+  //    streams) get up to 1 s more, within the deadline, before gRPC cancels
+  //    them and the server stops.
   // Returns once stopped. Later calls (from any thread) wait for the first.
   void Shutdown(absl::Duration grace);
 
