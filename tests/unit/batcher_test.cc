@@ -472,8 +472,8 @@ TEST_F(BatcherTest, FractionalBulkShareAccumulatesAcrossBatches) {
 }
 
 TEST_F(BatcherTest, InteractiveWindowsOvertakeQueuedBulkWork) {
+  Outcome bulk, urgent;  // outlive the batcher, which completes `bulk`
   auto batcher = Make(Manual(4));
-  Outcome bulk, urgent;
   ASSERT_TRUE(
       batcher->Schedule(MakeTask(windows_, 0, 20, &bulk, Lane::kBulk)).ok());
   ASSERT_TRUE(batcher->RunOnce());  // bulk 0-3
