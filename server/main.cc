@@ -45,10 +45,11 @@ ABSL_FLAG(std::vector<std::string>, batch_buckets, {},
 ABSL_FLAG(bool, pad_to_bucket, false,
           "Pad each batch with zero windows up to its bucket (costs compute "
           "on CPU; for fixed-shape backends).");
-ABSL_FLAG(double, max_queue_delay_ms, 1.0,
+ABSL_FLAG(double, max_queue_delay_ms, 0.0,
           "How long a partial batch that formed while the model was busy may "
-          "wait for more windows. A window arriving at an idle model runs at "
-          "once.");
+          "wait for more windows once the model is free (a window arriving at "
+          "an idle model runs at once). 0 suits the CPU engine; ~1 batch-1 "
+          "run time suits backends that batch well (GPUs).");
 ABSL_FLAG(int64_t, queue_capacity, 8192,
           "Most windows waiting per model and lane (interactive: Classify and "
           "StreamClassify; bulk: ClassifyBatch); beyond it requests get "
