@@ -14,6 +14,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -125,6 +127,14 @@ int main(int argc, char** argv) {
       "Serves HARMamba activity-recognition models over gRPC "
       "(harmamba.v1.ActivityClassifier, grpc.health.v1.Health, reflection).\n"
       "Usage: harmamba-server [--flags]");
+  // --help lists the flags of this file (absl's default looks for a file
+  // named after the binary).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
 
   absl::StatusOr<harmamba::ServerOptions> options = OptionsFromFlags();

@@ -340,7 +340,7 @@ TEST_F(ServerModelTest, BinaryServesTheDirectoryAndStopsGracefullyOnSigterm) {
 
 TEST(ServerBinaryTest, HelpListsEveryFlag) {
   const std::string command =
-      absl::StrCat(HARMAMBA_SERVER_BINARY, " --helpfull 2>&1");
+      absl::StrCat(HARMAMBA_SERVER_BINARY, " --help 2>&1");
   FILE* out = popen(command.c_str(), "r");
   ASSERT_NE(out, nullptr);
   std::string help;
