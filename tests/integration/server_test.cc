@@ -383,6 +383,56 @@ TEST_F(ServerTest, MessageOverTheSizeLimitIsRefusedByGrpc) {
   EXPECT_EQ(alpha_->windows_run(), 0);
 }
 
+TEST(ServerStartTest, DefaultMessageLimitHolds4096UciWindows) {
+  const ModelConfig uci = FakeConfig("uci", 128, 9, 6);
+  std::vector<std::unique_ptr<ModelBackend>> backends;
+  backends.push_back(std::make_unique<FakeBackend>(uci));
+  auto registry = ModelRegistry::FromBackends(std::move(backends), "");
+  ASSERT_TRUE(registry.ok());
+  ServerOptions options;  // default max_message_bytes and queue capacity
+  options.address = "127.0.0.1:0";
+  auto server = HarmambaServer::Start(std::move(*registry), options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto stub = v1::ActivityClassifier::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                grpc::InsecureChannelCredentials(), args));
+  const Windows windows = RandomWindows(uci, 4096, 30);
+  v1::ClassifyBatchRequest request;
+  for (const auto& w : windows) *request.add_windows() = ToWindow(w);
+  ASSERT_GT(request.ByteSizeLong(), 18u << 20);
+  grpc::ClientContext context;
+  v1::ClassifyBatchResponse response;
+  const grpc::Status status = stub->ClassifyBatch(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.outcomes_size(), 4096);
+  for (int i : {0, 1234, 4095}) {
+    ExpectClassification(response.outcomes(i).result(), uci, windows[i]);
+  }
+}
+
+TEST(ServerStartTest, PortInUseIsAnError) {
+  std::vector<std::unique_ptr<ModelBackend>> backends;
+  backends.push_back(std::make_unique<FakeBackend>(FakeConfig("a")));
+  auto first = HarmambaServer::Start(
+      *ModelRegistry::FromBackends(std::move(backends), ""), [] {
+        ServerOptions o;
+        o.address = "127.0.0.1:0";
+        return o;
+      }());
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::vector<std::unique_ptr<ModelBackend>> more;
+  more.push_back(std::make_unique<FakeBackend>(FakeConfig("b")));
+  ServerOptions options;
+  options.address = absl::StrCat("127.0.0.1:", (*first)->port());
+  auto second = HarmambaServer::Start(
+      *ModelRegistry::FromBackends(std::move(more), ""), options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("cannot listen"));
+}
+
 TEST_F(ServerTest, StreamResultsArriveInOrderWhateverTheChunkSize) {
   StartServer();
   const std::vector<float> stream = RandomStream(203, 3, 16);
