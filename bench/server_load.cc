@@ -176,7 +176,7 @@ class LoadGenerator {
   void Report(double cpu_seconds) {
     absl::MutexLock lock(&mu_);
     std::sort(latencies_.begin(), latencies_.end());
-    auto pct = [&](double p) {
+    auto pct = [&](double p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (latencies_.empty()) return 0.0;
       return latencies_[std::min(latencies_.size() - 1,
                                  static_cast<size_t>(p * latencies_.size()))];
