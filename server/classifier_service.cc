@@ -69,9 +69,10 @@ class ActivityClassifierService::UnaryCall final
     : public grpc::ServerUnaryReactor {
  public:
   UnaryCall(ActivityClassifierService* service, absl::string_view method)
-      : service_(service), method_(method), start_(service->clock_->Now()) {
-    service_->CallStarted();
-  }
+      : service_(service),
+        method_(method),
+        start_(service->clock_->Now()),
+        tracked_(service->CallStarted()) {}
 
   // Finishes the call; exactly once. `model` names the model that served it
   // ("" if none) and must outlive the call.
@@ -88,14 +89,16 @@ class ActivityClassifierService::UnaryCall final
   }
   void OnDone() override {
     ActivityClassifierService* service = service_;
+    const bool tracked = tracked_;
     delete this;
-    service->CallFinished();
+    if (tracked) service->CallFinished();
   }
 
  private:
   ActivityClassifierService* const service_;
   const absl::string_view method_;
   const absl::Time start_;
+  const bool tracked_;
   std::atomic<bool> cancelled_{false};
 };
 
@@ -118,8 +121,8 @@ class ActivityClassifierService::StreamCall final
              grpc::CallbackServerContext* context)
       : service_(service),
         deadline_(DeadlineOf(*context)),
-        start_(service->clock_->Now()) {
-    service_->CallStarted();
+        start_(service->clock_->Now()),
+        tracked_(service->CallStarted()) {
     const bool registered = service_->RegisterStream(this);
     absl::MutexLock lock(&mu_);
     if (!registered) {
@@ -168,8 +171,9 @@ class ActivityClassifierService::StreamCall final
           service->clock_->Now() - start_);
     }
     service->UnregisterStream(this);
+    const bool tracked = tracked_;
     Unref();
-    service->CallFinished();
+    if (tracked) service->CallFinished();
   }
 
   // Called by the service (under its lock) when shutdown begins.
@@ -378,6 +382,7 @@ class ActivityClassifierService::StreamCall final
   ActivityClassifierService* const service_;
   const absl::Time deadline_;
   const absl::Time start_;
+  const bool tracked_;  // counted in the service's open calls
   std::atomic<bool> cancelled_{false};
   std::atomic<int> refs_{1};
 
@@ -440,9 +445,13 @@ int ActivityClassifierService::DefaultHop(const ModelConfig& config) const {
   return std::max(1, config.window_length / 2);
 }
 
-void ActivityClassifierService::CallStarted() {
+bool ActivityClassifierService::CallStarted() {
   absl::MutexLock lock(&mu_);
+  // Calls that start after shutdown began are refused at once; not counting
+  // them keeps clients that keep calling from holding up the drain.
+  if (shutting_down_) return false;
   ++open_calls_;
+  return true;
 }
 
 void ActivityClassifierService::CallFinished() {

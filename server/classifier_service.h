@@ -56,8 +56,8 @@ class ActivityClassifierService final
   // Idempotent; thread-safe.
   void BeginShutdown();
 
-  // Blocks until no call of this service is open or `deadline` (real time)
-  // passes; returns whether none is open.
+  // Blocks until every call that started before BeginShutdown() has finished
+  // or `deadline` (on the service's clock) passes; returns whether all have.
   bool WaitForCallsToFinish(absl::Time deadline);
 
   // The hop streams of `config` use when they set none.
@@ -97,8 +97,10 @@ class ActivityClassifierService final
   void FillModelInfo(const ServedModel& model,
                      harmamba::v1::ModelInfo* info) const;
 
-  // Open-call bookkeeping (every call, unary or stream).
-  void CallStarted();
+  // Open-call bookkeeping (unary and stream calls). CallStarted() returns
+  // whether the call is counted (it is not once shutdown has begun); only a
+  // counted call may call CallFinished().
+  bool CallStarted();
   void CallFinished();
   // Streams are also registered so that BeginShutdown() can end them.
   // Returns false (and registers nothing) once shutdown has begun.

@@ -105,13 +105,16 @@ void HarmambaServer::Shutdown(absl::Duration grace) {
     health->SetServingStatus("", false);
     health->SetServingStatus(kServiceName, false);
   }
-  if (service_ != nullptr) service_->BeginShutdown();
-  for (auto& [name, batcher] : batchers_) batcher->StopAccepting();
-  for (auto& [name, batcher] : batchers_) batcher->WaitUntilDrained(deadline);
-  // Answers whatever the drain did not reach in time (UNAVAILABLE), so that
-  // every unary call is finished before gRPC waits for them below.
+  // New calls are refused from here on and open streams stop reading; what
+  // was accepted (including the rest of streams whose client has finished
+  // sending) is still scheduled and answered.
+  if (service_ != nullptr) {
+    service_->BeginShutdown();
+    service_->WaitForCallsToFinish(deadline);
+  }
+  // Whatever the deadline cut short is answered UNAVAILABLE, so that every
+  // call is finished before gRPC waits for them below.
   for (auto& [name, batcher] : batchers_) batcher->Shutdown();
-  if (service_ != nullptr) service_->WaitForCallsToFinish(deadline);
   if (server_ != nullptr) {
     // Everything accepted has been answered (or the deadline has passed).
     // gRPC now refuses new calls; calls that are still open (refusals on

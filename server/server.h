@@ -62,8 +62,10 @@ class HarmambaServer {
 
   // Graceful shutdown, within `grace`:
   // 1. health checks report NOT_SERVING;
-  // 2. new calls are refused with UNAVAILABLE, open streams stop reading;
-  // 3. every accepted window is answered (the batchers drain);
+  // 2. new calls are refused with UNAVAILABLE; open streams stop reading and
+  //    end with UNAVAILABLE after the results of the windows they already
+  //    cut (a stream whose client has half-closed is answered in full);
+  // 3. every accepted window is answered and every call finishes;
   // 4. at the deadline, windows still queued are answered UNAVAILABLE;
   // 5. gRPC stops accepting calls; calls still open (e.g. health Watch
   //    streams) get up to 1 s more, within the deadline, before gRPC cancels

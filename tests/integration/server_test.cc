@@ -866,6 +866,83 @@ TEST_F(ServerTest, ShutdownUnderLoadLosesNoAcceptedRequest) {
   EXPECT_EQ(alpha_->windows_run(), ok_windows.load());
 }
 
+TEST_F(ServerTest, ShutdownEndsOpenStreamsAfterTheirResults) {
+  StartServer();
+  gate_.Close();
+  // Stream A: 40 samples = windows at 0, 8, 16, 24; the client keeps the
+  // stream open.
+  const std::vector<float> a_samples = RandomStream(40, 3, 31);
+  grpc::ClientContext a_context;
+  auto a = stub_->StreamClassify(&a_context);
+  std::vector<v1::StreamClassifyResponse> a_responses;
+  std::thread a_reader([&] {
+    v1::StreamClassifyResponse r;
+    while (a->Read(&r)) a_responses.push_back(r);
+  });
+  v1::StreamClassifyRequest request;
+  request.mutable_chunk()->mutable_samples()->Add(a_samples.begin(),
+                                                  a_samples.end());
+  ASSERT_TRUE(a->Write(request));
+  // Stream B: 10 windows, then the client half-closes.
+  const std::vector<float> b_samples = RandomStream(16 + 8 * 9, 3, 32);
+  StreamOutcome b_outcome;
+  std::thread b_client([&] { b_outcome = Stream(Chunks(b_samples, 3, 1000)); });
+  ASSERT_TRUE(WaitFor([&] { return metrics_.admitted() == 14; }));
+  // Let the server read B's half-close.
+  absl::SleepFor(absl::Milliseconds(50));
+
+  std::thread shutdown([&] { server_->Shutdown(absl::Seconds(30)); });
+  auto health = Health::NewStub(channel_);
+  ASSERT_TRUE(WaitFor([&] {
+    grpc::ClientContext context;
+    HealthCheckResponse response;
+    return health->Check(&context, {}, &response).ok() &&
+           response.status() == HealthCheckResponse::NOT_SERVING;
+  }));
+  gate_.Open();
+  a_reader.join();
+  const grpc::Status a_status = a->Finish();
+  b_client.join();
+  shutdown.join();
+
+  // A: the results of its 4 windows, then UNAVAILABLE.
+  EXPECT_EQ(a_status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(a_status.error_message(), HasSubstr("shutting down"));
+  StreamOutcome a_outcome{a_responses, a_status};
+  ExpectStreamResults(a_outcome, alpha_config_, a_samples, 8, 4, false);
+  // B: everything, then its summary.
+  ASSERT_TRUE(b_outcome.status.ok()) << b_outcome.status.error_message();
+  ExpectStreamResults(b_outcome, alpha_config_, b_samples, 8, 10, true);
+}
+
+TEST_F(ServerTest, ClientsThatKeepCallingDoNotHoldUpShutdown) {
+  StartServer();
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      auto stub = v1::ActivityClassifier::NewStub(NewChannel());
+      const Windows w = RandomWindows(alpha_config_, 1, 40 + c);
+      while (!stop.load()) {
+        grpc::ClientContext context;
+        context.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+        v1::ClassifyRequest request;
+        *request.mutable_window() = ToWindow(w[0]);
+        v1::ClassifyResponse response;
+        if (stub->Classify(&context, request, &response).ok()) ++ok;
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return ok.load() >= 100; }));
+  const absl::Time start = absl::Now();
+  server_->Shutdown(absl::Seconds(20));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  stop.store(true);
+  for (auto& t : clients) t.join();
+}
+
 TEST_F(ServerTest, HealthCheckAndWatchSeeTheShutdownFlip) {
   StartServer();
   auto health = Health::NewStub(channel_);
