@@ -1,0 +1,220 @@
+// harmamba-server: serves every model file of a directory over gRPC.
+//
+// Thin: parses flags, loads the models (LoadModelFile + CreateCpuEngine),
+// starts the server, and shuts it down gracefully on SIGTERM or SIGINT.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model/cpu_engine.h"
+#include "model/model_file.h"
+#include "model/status_macros.h"
+#include "server/model_registry.h"
+#include "server/server.h"
+
+#ifndef HARMAMBA_DEFAULT_MODEL_DIR
+#define HARMAMBA_DEFAULT_MODEL_DIR "models"
+#endif
+
+ABSL_FLAG(std::string, address, "0.0.0.0:50051",
+          "host:port to listen on (port 0 picks a free port).");
+ABSL_FLAG(
+    std::string, model_dir, "",
+    "Directory whose *.safetensors model files are served, each under "
+    "its harmamba.name. Empty: the shipped models, " HARMAMBA_DEFAULT_MODEL_DIR
+    ", or ./models if that directory does not exist.");
+ABSL_FLAG(std::string, default_model, "",
+          "Model that requests naming no model go to. Empty: the first served "
+          "model by name.");
+ABSL_FLAG(int, max_batch_size, 64,
+          "Most windows per model execution; larger requests are split.");
+ABSL_FLAG(std::vector<std::string>, batch_buckets, {},
+          "Comma-separated ascending batch sizes a batch is rounded up to "
+          "(max_batch_size is always one). Empty: powers of two.");
+ABSL_FLAG(bool, pad_to_bucket, false,
+          "Pad each batch with zero windows up to its bucket (costs compute "
+          "on CPU; for fixed-shape backends).");
+ABSL_FLAG(double, max_queue_delay_ms, 0.0,
+          "How long a partial batch that formed while the model was busy may "
+          "wait for more windows once the model is free (a window arriving at "
+          "an idle model runs at once). 0 suits the CPU engine; ~1 batch-1 "
+          "run time suits backends that batch well (GPUs).");
+ABSL_FLAG(int64_t, queue_capacity, 8192,
+          "Most windows waiting per model and lane (interactive: Classify and "
+          "StreamClassify; bulk: ClassifyBatch); beyond it requests get "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(double, min_bulk_fraction, 0.25,
+          "Share of each batch reserved for waiting ClassifyBatch windows, in "
+          "[0, 1); interactive windows fill the rest first.");
+ABSL_FLAG(int, threads, 0,
+          "Threads each model's CPU engine uses for one batch (0 = all "
+          "hardware threads).");
+ABSL_FLAG(int, max_message_bytes, 32 << 20,
+          "Largest request or response message in bytes; larger ones are "
+          "refused by gRPC with RESOURCE_EXHAUSTED. The default holds a "
+          "ClassifyBatch of 4096 UCI-HAR windows (18.9 MB).");
+ABSL_FLAG(int, stream_hop, 0,
+          "Samples between window starts in StreamClassify when the stream "
+          "sets no hop. 0: half the model's window.");
+ABSL_FLAG(int, stream_backlog, 64,
+          "Windows per stream that may be pending (queued, running or "
+          "unwritten); when full the server stops reading the stream.");
+ABSL_FLAG(double, shutdown_grace_s, 10.0,
+          "On SIGTERM/SIGINT: seconds to finish accepted work before the "
+          "server stops.");
+ABSL_FLAG(std::string, metrics_address, "",
+          "host:port for Prometheus /metrics (accepted; not served yet).");
+
+namespace {
+
+using harmamba::ModelBackend;
+
+absl::StatusOr<harmamba::ServerOptions> OptionsFromFlags() {
+  harmamba::ServerOptions options;
+  options.address = absl::GetFlag(FLAGS_address);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  harmamba::BatcherOptions& batcher = options.batcher;
+  batcher.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  for (const std::string& text : absl::GetFlag(FLAGS_batch_buckets)) {
+    int bucket;
+    if (!absl::SimpleAtoi(text, &bucket)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--batch_buckets: expected comma-separated integers, got '", text,
+          "'"));
+    }
+    batcher.batch_buckets.push_back(bucket);
+  }
+  batcher.pad_to_bucket = absl::GetFlag(FLAGS_pad_to_bucket);
+  batcher.max_queue_delay =
+      absl::Microseconds(1000.0 * absl::GetFlag(FLAGS_max_queue_delay_ms));
+  batcher.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
+  batcher.min_bulk_fraction = absl::GetFlag(FLAGS_min_bulk_fraction);
+  options.service.default_stream_hop = absl::GetFlag(FLAGS_stream_hop);
+  options.service.stream_backlog = absl::GetFlag(FLAGS_stream_backlog);
+  if (absl::Status s = options.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
+  }
+  return options;
+}
+
+std::string ModelDir() {
+  std::string dir = absl::GetFlag(FLAGS_model_dir);
+  if (!dir.empty()) return dir;
+  std::error_code ec;
+  if (std::filesystem::is_directory(HARMAMBA_DEFAULT_MODEL_DIR, ec)) {
+    return HARMAMBA_DEFAULT_MODEL_DIR;
+  }
+  return "models";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves HARMamba activity-recognition models over gRPC "
+      "(harmamba.v1.ActivityClassifier, grpc.health.v1.Health, reflection).\n"
+      "Usage: harmamba-server [--flags]");
+  // --help lists the flags of this file (absl's default looks for a file
+  // named after the binary).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
+  absl::ParseCommandLine(argc, argv);
+
+  absl::StatusOr<harmamba::ServerOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::fprintf(stderr, "harmamba-server: %s\n",
+                 std::string(options.status().message()).c_str());
+    return 2;
+  }
+  if (const double grace = absl::GetFlag(FLAGS_shutdown_grace_s); grace < 0) {
+    std::fprintf(stderr,
+                 "harmamba-server: --shutdown_grace_s: expected >= 0, got "
+                 "%g\n",
+                 grace);
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_metrics_address).empty()) {
+    std::fprintf(stderr,
+                 "harmamba-server: --metrics_address is accepted but metrics "
+                 "are not served yet\n");
+  }
+
+  // Every thread started from here on inherits the blocked signals, so that
+  // only sigwait() below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const int threads = absl::GetFlag(FLAGS_threads);
+  harmamba::BackendFactory factory = [threads](const std::string& path)
+      -> absl::StatusOr<std::unique_ptr<ModelBackend>> {
+    ASSIGN_OR_RETURN(harmamba::ModelWeights weights,
+                     harmamba::LoadModelFile(path));
+    harmamba::CpuEngineOptions engine_options;
+    engine_options.num_threads = threads;
+    return harmamba::CreateCpuEngine(weights, engine_options);
+  };
+  const std::string model_dir = ModelDir();
+  absl::StatusOr<std::unique_ptr<harmamba::ModelRegistry>> registry =
+      harmamba::ModelRegistry::LoadDirectory(
+          model_dir, factory, absl::GetFlag(FLAGS_default_model));
+  if (!registry.ok()) {
+    std::fprintf(stderr, "harmamba-server: %s\n",
+                 registry.status().ToString().c_str());
+    return 1;
+  }
+  for (const auto& failure : (*registry)->failures()) {
+    std::fprintf(stderr, "harmamba-server: not serving %s: %s\n",
+                 failure.path.c_str(), failure.status.ToString().c_str());
+  }
+  for (const auto& model : (*registry)->models()) {
+    const harmamba::ModelConfig& config = model->config();
+    std::fprintf(
+        stderr,
+        "harmamba-server: serving '%s' version %s (%d x %d -> %d "
+        "classes) from %s on %s%s\n",
+        model->name.c_str(), config.version.c_str(), config.window_length,
+        config.num_channels(), config.num_classes(), model->path.c_str(),
+        model->backend->description().c_str(),
+        model.get() == &(*registry)->default_model() ? " [default]" : "");
+  }
+
+  absl::StatusOr<std::unique_ptr<harmamba::HarmambaServer>> server =
+      harmamba::HarmambaServer::Start(std::move(*registry), *options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "harmamba-server: %s\n",
+                 server.status().ToString().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "harmamba-server: listening on %s (port %d)\n",
+               options->address.c_str(), (*server)->port());
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr,
+               "harmamba-server: %s received; shutting down (grace %gs)\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+               absl::GetFlag(FLAGS_shutdown_grace_s));
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_s)));
+  std::fprintf(stderr, "harmamba-server: stopped\n");
+  return 0;
+}
