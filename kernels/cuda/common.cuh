@@ -41,7 +41,7 @@ inline constexpr size_t AlignUp(size_t bytes, size_t alignment = 256) {
   return (bytes + alignment - 1) / alignment * alignment;
 }
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(HARMAMBA_CUDA_EMULATION)
 
 __device__ __forceinline__ float Sigmoid(float x) {
   return 1.0f / (1.0f + __expf(-x));
@@ -90,7 +90,7 @@ __device__ __forceinline__ float WarpReduceScatter32(float (&v)[32]) {
   return v[0];
 }
 
-#endif  // __CUDACC__
+#endif  // __CUDACC__ || HARMAMBA_CUDA_EMULATION
 
 }  // namespace harmamba::kernels::cuda::internal
 
