@@ -90,6 +90,14 @@ __device__ __forceinline__ float WarpReduceScatter32(float (&v)[32]) {
   return v[0];
 }
 
+// Declares `name` as the CTA's dynamic shared memory, as floats.
+#if defined(HARMAMBA_CUDA_EMULATION)
+#define HARMAMBA_DYNAMIC_SHARED_FLOATS(name) \
+  float* name = ::emu::DynamicSharedFloats()
+#else
+#define HARMAMBA_DYNAMIC_SHARED_FLOATS(name) extern __shared__ float name[]
+#endif
+
 #endif  // __CUDACC__ || HARMAMBA_CUDA_EMULATION
 
 }  // namespace harmamba::kernels::cuda::internal

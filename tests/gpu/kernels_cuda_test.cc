@@ -26,6 +26,7 @@
 #include "kernels/cpu/layer_norm.h"
 #include "kernels/cpu/selective_scan.h"
 #include "kernels/cuda/causal_conv1d.cuh"
+#include "kernels/cuda/harmamba_fused.cuh"
 #include "kernels/cuda/layer_norm.cuh"
 #include "kernels/cuda/selective_scan.cuh"
 #include "tests/gpu/backward_oracles.h"
@@ -939,6 +940,292 @@ std::vector<NormCase> NormCases() {
 
 INSTANTIATE_TEST_SUITE_P(Cases, LayerNormTest, ::testing::ValuesIn(NormCases()),
                          [](const auto& info) { return info.param.Name(); });
+
+// ---- Fused model kernels (embed, pair, head) --------------------------------
+
+struct FusedCase {
+  int64_t window_length, channels, d_model, d_state, dt_rank, d_conv;
+  bool cls_only;
+  std::string Name() const {
+    return "T" + std::to_string(window_length) + "_C" +
+           std::to_string(channels) + "_D" + std::to_string(d_model) + "_N" +
+           std::to_string(d_state) + "_R" + std::to_string(dt_rank) + "_K" +
+           std::to_string(d_conv) + (cls_only ? "_cls" : "_all");
+  }
+  cuda::HarmambaShape Shape() const {
+    cuda::HarmambaShape s;
+    s.window_length = window_length;
+    s.channels = channels;
+    s.patch = 16;
+    s.stride = 16;
+    s.d_model = d_model;
+    s.d_inner = 2 * d_model;
+    s.d_state = d_state;
+    s.dt_rank = dt_rank;
+    s.d_conv = d_conv;
+    s.classes = 6;
+    return s;
+  }
+};
+
+// Random engine-layout weights of one direction, on the host and device.
+struct DirectionHost {
+  std::vector<float> in_proj, in_bias, conv_w, conv_b, x_proj, dt_w, dt_b, A, D,
+      out_proj;
+  DeviceArray d_in_proj, d_in_bias, d_conv_w, d_conv_b, d_x_proj, d_dt_w,
+      d_dt_b, d_A, d_D, d_out_proj;
+
+  DirectionHost(const cuda::HarmambaShape& s, std::mt19937& rng) {
+    const int64_t D_ = s.d_model, E = s.d_inner, N = s.d_state, R = s.dt_rank,
+                  X = s.xdbl_width();
+    in_proj = Random(rng, D_ * 2 * E, 0.f, 1.f / std::sqrt(float(D_)));
+    in_bias = Random(rng, 2 * E, 0.f, 0.2f);
+    conv_w = Random(rng, E * s.d_conv, 0.f, 0.5f);
+    conv_b = Random(rng, E, 0.f, 0.2f);
+    x_proj = Random(rng, E * X, 0.f, 1.f / std::sqrt(float(E)));
+    dt_w = Random(rng, E * R, 0.f, 0.5f);
+    dt_b = Random(rng, E, -3.f, 1.f);
+    A.resize(E * N);
+    std::uniform_real_distribution<float> jitter(0.8f, 1.2f);
+    for (int64_t e = 0; e < E; ++e) {
+      for (int64_t n = 0; n < N; ++n) A[e * N + n] = -(n + 1) * jitter(rng);
+    }
+    D = Random(rng, E, 1.f, 0.3f);
+    out_proj = Random(rng, E * D_, 0.f, 1.f / std::sqrt(float(E)));
+    d_in_proj = DeviceArray(in_proj);
+    d_in_bias = DeviceArray(in_bias);
+    d_conv_w = DeviceArray(conv_w);
+    d_conv_b = DeviceArray(conv_b);
+    d_x_proj = DeviceArray(x_proj);
+    d_dt_w = DeviceArray(dt_w);
+    d_dt_b = DeviceArray(dt_b);
+    d_A = DeviceArray(A);
+    d_D = DeviceArray(D);
+    d_out_proj = DeviceArray(out_proj);
+  }
+
+  cuda::FusedDirectionWeights Device() const {
+    cuda::FusedDirectionWeights w;
+    w.in_proj = d_in_proj.get();
+    w.in_proj_bias = d_in_bias.get();
+    w.conv_weight = d_conv_w.get();
+    w.conv_bias = d_conv_b.get();
+    w.x_proj = d_x_proj.get();
+    w.dt_weight = d_dt_w.get();
+    w.dt_bias = d_dt_b.get();
+    w.A = d_A.get();
+    w.D = d_D.get();
+    w.out_proj = d_out_proj.get();
+    return w;
+  }
+};
+
+// float64 pair from the CPU oracles (LayerNorm statistics, folded in_proj,
+// CausalConv1dReference, x_proj, SelectiveScanReference, out_proj): the
+// algebra of model/cpu_engine.cc, one window.
+std::vector<double> PairOracle(const cuda::HarmambaShape& sh,
+                               const DirectionHost* const dirs[2],
+                               const std::vector<double>& s, bool cls_only) {
+  const int64_t L = sh.tokens(), D_ = sh.d_model, E = sh.d_inner,
+                N = sh.d_state, R = sh.dt_rank, X = sh.xdbl_width();
+  std::vector<double> xn(L * D_), acc(L * D_);
+  LayerNormReference(L, D_, 1e-5, s.data(), nullptr, nullptr, nullptr,
+                     xn.data());
+  for (int64_t i = 0; i < L * D_; ++i) acc[i] = 2 * s[i];
+  for (int dir = 0; dir < 2; ++dir) {
+    const DirectionHost& w = *dirs[dir];
+    const int64_t Ld = (cls_only && dir == 0) ? 1 : L;
+    std::vector<double> x(Ld * E), z(Ld * E);
+    for (int64_t t = 0; t < Ld; ++t) {
+      for (int64_t j = 0; j < 2 * E; ++j) {
+        double a = w.in_bias[j];
+        for (int64_t k = 0; k < D_; ++k) {
+          a += xn[t * D_ + k] * double(w.in_proj[k * 2 * E + j]);
+        }
+        (j < E ? x[t * E + j] : z[t * E + j - E]) = a;
+      }
+    }
+    std::vector<double> u(Ld * E);
+    const auto conv_w = ToDouble(w.conv_w), conv_b = ToDouble(w.conv_b);
+    CausalConv1dReference(1, Ld, E, sh.d_conv, dir == 1, true, x.data(),
+                          conv_w.data(), conv_b.data(), u.data());
+    std::vector<double> delta(Ld * E), B(Ld * N), C(Ld * N);
+    for (int64_t t = 0; t < Ld; ++t) {
+      std::vector<double> row(X, 0.0);
+      for (int64_t j = 0; j < X; ++j) {
+        for (int64_t e = 0; e < E; ++e) {
+          row[j] += u[t * E + e] * double(w.x_proj[e * X + j]);
+        }
+      }
+      for (int64_t e = 0; e < E; ++e) {
+        double d = 0;
+        for (int64_t r = 0; r < R; ++r) d += row[r] * double(w.dt_w[e * R + r]);
+        delta[t * E + e] = d;
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        B[t * N + n] = row[R + n];
+        C[t * N + n] = row[R + N + n];
+      }
+    }
+    std::vector<double> y(Ld * E);
+    const auto dt_b = ToDouble(w.dt_b), A = ToDouble(w.A), Dv = ToDouble(w.D);
+    SelectiveScanReference(1, Ld, E, N, dir == 1, true, u.data(), delta.data(),
+                           dt_b.data(), A.data(), B.data(), C.data(), Dv.data(),
+                           z.data(), y.data());
+    const int64_t rows = cls_only ? 1 : L;
+    for (int64_t t = 0; t < rows; ++t) {
+      for (int64_t c = 0; c < D_; ++c) {
+        double a = 0;
+        for (int64_t e = 0; e < E; ++e) {
+          a += y[t * E + e] * double(w.out_proj[e * D_ + c]);
+        }
+        acc[t * D_ + c] += a;
+      }
+    }
+  }
+  return acc;
+}
+
+class FusedPairTest : public ::testing::TestWithParam<FusedCase> {};
+
+TEST_P(FusedPairTest, MatchesFloat64Pair) {
+  SKIP_WITHOUT_CUDA_DEVICE();
+  const FusedCase c = GetParam();
+  const cuda::HarmambaShape sh = c.Shape();
+  const int64_t batch = 3, L = sh.tokens(), D_ = sh.d_model;
+  std::mt19937 rng(static_cast<uint32_t>(L * 7 + D_ + c.cls_only));
+  const DirectionHost fwd(sh, rng), bwd(sh, rng);
+  const std::vector<float> s = Random(rng, batch * L * D_, 0.3f, 2.f);
+  DeviceArray d_s(s);
+  cuda::FusedPairParams p;
+  p.shape = sh;
+  p.batch = batch;
+  p.cls_only = c.cls_only;
+  p.s = d_s.get();
+  p.dir[0] = fwd.Device();
+  p.dir[1] = bwd.Device();
+  const absl::Status st = cuda::FusedPairForward(p, nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_TRUE(Synchronized());
+  const std::vector<float> got = d_s.Download();
+  const DirectionHost* const dirs[2] = {&fwd, &bwd};
+  const int64_t rows = c.cls_only ? 1 : L;
+  std::vector<double> got_rows, want_rows;
+  for (int64_t b = 0; b < batch; ++b) {
+    const std::vector<double> window(s.begin() + b * L * D_,
+                                     s.begin() + (b + 1) * L * D_);
+    const std::vector<double> want = PairOracle(sh, dirs, window, c.cls_only);
+    for (int64_t i = 0; i < rows * D_; ++i) {
+      got_rows.push_back(got[b * L * D_ + i]);
+      want_rows.push_back(want[i]);
+    }
+    // Rows the last pair does not need stay as they were.
+    for (int64_t i = rows * D_; i < L * D_; ++i) {
+      ASSERT_EQ(got[b * L * D_ + i], s[b * L * D_ + i]) << "row " << i / D_;
+    }
+  }
+  ExpectClose("fused pair s", got_rows, want_rows);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, FusedPairTest,
+    ::testing::Values(FusedCase{128, 9, 64, 16, 4, 4, false},  // UCI-HAR
+                      FusedCase{128, 9, 64, 16, 4, 4, true},
+                      FusedCase{200, 3, 64, 16, 4, 4, false},  // WISDM
+                      FusedCase{40, 3, 32, 5, 2, 3, false},    // odd sizes
+                      FusedCase{40, 3, 32, 5, 2, 3, true},
+                      FusedCase{64, 2, 96, 16, 6, 8, false}),  // 1 lane
+    [](const auto& info) { return info.param.Name(); });
+
+TEST(FusedModelKernels, EmbedAndHeadMatchFloat64) {
+  SKIP_WITHOUT_CUDA_DEVICE();
+  const cuda::HarmambaShape sh = FusedCase{128, 9, 64, 16, 4, 4, false}.Shape();
+  const int64_t batch = 5, T = sh.window_length, C = sh.channels,
+                L = sh.tokens(), D_ = sh.d_model, P = sh.patch, K = sh.classes;
+  std::mt19937 rng(99);
+  const auto windows = Random(rng, batch * T * C, 0.5f, 2.f);
+  const auto mean = Random(rng, C, 0.5f, 0.1f);
+  std::vector<float> inv_std(C);
+  for (float& v : inv_std)
+    v = 0.5f + std::uniform_real_distribution<float>(0, 1)(rng);
+  const auto patch_w = Random(rng, D_ * P, 0.f, 0.25f);
+  const auto offset = Random(rng, L * D_, 0.f, 0.1f);
+  DeviceArray d_windows(windows), d_mean(mean), d_inv(inv_std), d_pw(patch_w),
+      d_off(offset), d_s(std::vector<float>(batch * L * D_, kNaN));
+  cuda::EmbedParams e;
+  e.shape = sh;
+  e.batch = batch;
+  e.windows = d_windows.get();
+  e.mean = d_mean.get();
+  e.inv_std = d_inv.get();
+  e.patch_weight = d_pw.get();
+  e.token_offset = d_off.get();
+  e.s = d_s.get();
+  absl::Status st = cuda::EmbedForward(e, nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_TRUE(Synchronized());
+  std::vector<double> want(batch * L * D_);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t row = 0; row < L; ++row) {
+      for (int64_t j = 0; j < D_; ++j) {
+        double v = offset[row * D_ + j];
+        if (row > 0) {
+          const int64_t patch = (row - 1) / C, ch = (row - 1) % C;
+          for (int64_t i = 0; i < P; ++i) {
+            const double x = windows[(b * T + patch * sh.stride + i) * C + ch];
+            v += double(patch_w[j * P + i]) * (x - mean[ch]) * inv_std[ch];
+          }
+        }
+        want[(b * L + row) * D_ + j] = v;
+      }
+    }
+  }
+  const std::vector<float> s = d_s.Download();
+  ExpectClose("embed s", ToDouble(s), want);
+
+  const auto gamma = Random(rng, D_, 1.f, 0.2f),
+             beta = Random(rng, D_, 0.f, 0.2f);
+  const auto head_w = Random(rng, K * D_, 0.f, 0.3f), head_b = Random(rng, K);
+  DeviceArray d_g(gamma), d_b(beta), d_hw(head_w), d_hb(head_b),
+      d_logits(std::vector<float>(batch * K, kNaN));
+  cuda::HeadParams h;
+  h.shape = sh;
+  h.batch = batch;
+  h.s = d_s.get();
+  h.norm_weight = d_g.get();
+  h.norm_bias = d_b.get();
+  h.head_weight = d_hw.get();
+  h.head_bias = d_hb.get();
+  h.logits = d_logits.get();
+  st = cuda::HeadForward(h, nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_TRUE(Synchronized());
+  std::vector<double> want_logits(batch * K);
+  for (int64_t b = 0; b < batch; ++b) {
+    const std::vector<double> row(s.begin() + b * L * D_,
+                                  s.begin() + b * L * D_ + D_);
+    std::vector<double> cls(D_);
+    const auto g = ToDouble(gamma), bb = ToDouble(beta);
+    LayerNormReference(1, D_, 1e-5, row.data(), nullptr, g.data(), bb.data(),
+                       cls.data());
+    for (int64_t k = 0; k < K; ++k) {
+      double a = head_b[k];
+      for (int64_t j = 0; j < D_; ++j) a += double(head_w[k * D_ + j]) * cls[j];
+      want_logits[b * K + k] = a;
+    }
+  }
+  ExpectClose("head logits", ToDouble(d_logits.Download()), want_logits);
+}
+
+TEST(FusedModelKernels, RefusesTooManyTokens) {
+  // PAMAP2 (512 x 9 -> 289 tokens) does not fit one CTA's shared memory.
+  cuda::FusedPairParams p;
+  p.shape = FusedCase{512, 9, 64, 16, 4, 4, false}.Shape();
+  const absl::Status st = cuda::CanRunFusedPair(p);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(st.message()).find("289 tokens"), std::string::npos)
+      << st;
+}
 
 }  // namespace
 }  // namespace harmamba::kernels

@@ -27,6 +27,10 @@ enum cudaMemcpyKind {
   cudaMemcpyDefault = 4,
 };
 
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+
 using cudaStream_t = struct EmulatedStream*;
 
 cudaError_t cudaGetLastError();
@@ -38,5 +42,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes,
                        cudaMemcpyKind kind);
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes);
 cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr,
+                                 int value);
 
 #endif  // HARMAMBA_TESTS_GPU_EMULATION_CUDA_RUNTIME_API_H_

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -36,6 +37,7 @@ struct Cta {
   ucontext_t scheduler;
   std::vector<Fiber> fibers;
   std::vector<float> exchange;  // one slot per thread, for shuffles
+  std::vector<float> dynamic_shared;
   int current = -1;
   const std::function<void()>* body = nullptr;
 };
@@ -67,6 +69,8 @@ unsigned Threads(dim3 d) { return d.x * d.y * d.z; }
 
 void SyncThreads() { Yield(State::kAtCtaBarrier); }
 
+float* DynamicSharedFloats() { return g_cta->dynamic_shared.data(); }
+
 float ShuffleFloat(float value, int src_lane) {
   const int tid = static_cast<int>(threadIdx.x);
   const int warp_base = tid - tid % 32;
@@ -77,9 +81,11 @@ float ShuffleFloat(float value, int src_lane) {
   return result;
 }
 
-void RunGrid(dim3 grid, dim3 block, const std::function<void()>& body) {
-  if (Threads(block) == 0 || Threads(block) > 1024 || grid.y > 65535 ||
-      grid.z > 65535 || Threads(grid) == 0 || block.y != 1 || block.z != 1) {
+void RunGrid(dim3 grid, dim3 block, size_t shared_bytes,
+             const std::function<void()>& body) {
+  if (shared_bytes > 227 * 1024 || Threads(block) == 0 ||
+      Threads(block) > 1024 || grid.y > 65535 || grid.z > 65535 ||
+      Threads(grid) == 0 || block.y != 1 || block.z != 1) {
     g_last_error = cudaErrorInvalidConfiguration;
     return;
   }
@@ -97,6 +103,8 @@ void RunGrid(dim3 grid, dim3 block, const std::function<void()>& body) {
   for (unsigned by = 0; by < grid.y; ++by) {
     for (unsigned bx = 0; bx < grid.x; ++bx) {
       blockIdx = dim3(bx, by, 0);
+      cta.dynamic_shared.assign((shared_bytes + 3) / 4,
+                                std::numeric_limits<float>::quiet_NaN());
       for (int t = 0; t < n; ++t) {
         Fiber& f = cta.fibers[t];
         f.state = State::kRunnable;
@@ -206,3 +214,8 @@ cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
 }
 
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int value) {
+  return value >= 0 && value <= 227 * 1024 ? cudaSuccess
+                                           : cudaErrorInvalidValue;
+}

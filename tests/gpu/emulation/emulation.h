@@ -41,21 +41,28 @@ void SyncThreads();
 // `src_lane`'s value.
 float ShuffleFloat(float value, int src_lane);
 
-// Runs `cta(...)` for every thread of every CTA of the grid.
-void RunGrid(dim3 grid, dim3 block, const std::function<void()>& thread_body);
+// The calling CTA's dynamic shared memory (NaN-filled at the CTA's start,
+// so reading what no thread wrote shows).
+float* DynamicSharedFloats();
+
+// Runs `thread_body` for every thread of every CTA of the grid, with
+// `shared_bytes` of dynamic shared memory per CTA.
+void RunGrid(dim3 grid, dim3 block, size_t shared_bytes,
+             const std::function<void()>& thread_body);
 
 class Launch {
  public:
-  Launch(dim3 grid, dim3 block, size_t /*shared_bytes*/ = 0,
+  Launch(dim3 grid, dim3 block, size_t shared_bytes = 0,
          cudaStream_t /*stream*/ = nullptr)
-      : grid_(grid), block_(block) {}
+      : grid_(grid), block_(block), shared_bytes_(shared_bytes) {}
   template <typename Kernel, typename... Args>
   void operator()(Kernel kernel, const Args&... args) const {
-    RunGrid(grid_, block_, [&] { kernel(args...); });
+    RunGrid(grid_, block_, shared_bytes_, [&] { kernel(args...); });
   }
 
  private:
   dim3 grid_, block_;
+  size_t shared_bytes_;
 };
 
 }  // namespace emu
@@ -70,6 +77,10 @@ inline void __syncthreads() { emu::SyncThreads(); }
 inline float __shfl_xor_sync(unsigned /*mask*/, float value, int lane_mask) {
   return emu::ShuffleFloat(value,
                            static_cast<int>(emu::threadIdx.x % 32) ^ lane_mask);
+}
+
+inline void __syncwarp(unsigned /*mask*/ = 0xffffffffu) {
+  emu::ShuffleFloat(0.f, 0);  // a warp barrier
 }
 
 inline float __expf(float x) { return std::exp(x); }
