@@ -219,3 +219,31 @@ cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int value) {
   return value >= 0 && value <= 227 * 1024 ? cudaSuccess
                                            : cudaErrorInvalidValue;
 }
+
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0) return cudaErrorInvalidValue;
+  std::snprintf(prop->name, sizeof(prop->name), "CUDA emulation on the CPU");
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+
+// Streams are tokens: every emulated launch and copy completes before the
+// call returns.
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+  static char token;
+  *stream = reinterpret_cast<cudaStream_t>(&token);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes,
+                            cudaMemcpyKind kind, cudaStream_t) {
+  return cudaMemcpy(dst, src, bytes, kind);
+}
