@@ -93,8 +93,10 @@ CONFIGURED=$?
 if ((CONFIGURED == 0)); then
   # The CUDA targets first, so that a failure elsewhere cannot hide them.
   step build-kernels 200 cmake --build "$BUILD" -j "$JOBS" --target \
-    kernels_cuda_test kernels_cuda_host_test kernels_cuda_bench export_reference_case
-  step test-gpu 120 bash -c "cd '$BUILD' && ctest -L gpu -V"
+    kernels_cuda_test kernels_cuda_host_test kernels_cuda_bench export_reference_case \
+    gpu_engine_test gpu_engine_bench
+  step test-gpu 150 bash -c "cd '$BUILD' && ctest -L gpu -V"
+  step bench-engine 60 "$BUILD/bench/gpu_engine_bench"
   step bench-kernels 60 "$BUILD/bench/kernels_cuda_bench"
   mkdir -p "$OUT/refcase"
   step reference 150 bash -c "'$BUILD/bench/export_reference_case' '$OUT/refcase' 64 &&
@@ -103,10 +105,12 @@ if ((CONFIGURED == 0)); then
   if [ -n "$SANITIZER" ]; then
     step memcheck 120 "$SANITIZER" --tool memcheck --error-exitcode 1 \
       "$BUILD/tests/gpu/kernels_cuda_test" --gtest_brief=1 \
-      --gtest_filter='*_pad*:*ScanBackwardTest*:*LayerNormTest*r37*:*EngineInterleaved*'
+      --gtest_filter='*_pad*:*ScanBackwardTest*:*LayerNormTest*r37*:*EngineInterleaved*:*Fused*'
+    step memcheck-engine 60 "$SANITIZER" --tool memcheck --error-exitcode 1 \
+      "$BUILD/tests/gpu/gpu_engine_test" --gtest_filter='*Uci*:*OddShapes*'
     step racecheck 90 "$SANITIZER" --tool racecheck --error-exitcode 1 \
       "$BUILD/tests/gpu/kernels_cuda_test" --gtest_brief=1 \
-      --gtest_filter='*ScanForwardTest*b3_L33_E130_N5*:*ScanBackwardTest*b3_L20_E200*:*ScanBackwardTest*b1_L19_E259*'
+      --gtest_filter='*ScanForwardTest*b3_L33_E130_N5*:*ScanBackwardTest*b3_L20_E200*:*ScanBackwardTest*b1_L19_E259*:*FusedPairTest*T40*:*EmbedAndHead*'
   else
     skip memcheck "compute-sanitizer not found"
     skip racecheck "compute-sanitizer not found"
@@ -124,5 +128,9 @@ fi
   grep -h -A40 "Largest norm-wise relative error" "$OUT/test-gpu.log" 2>/dev/null | head -24
   grep -h -E "tests passed|tests failed|Skipped" "$OUT/test-gpu.log" "$OUT/test-unit.log" 2>/dev/null
   grep -h "check vs C++" "$OUT/reference.log" 2>/dev/null
+  grep -h "gpu engine vs float64" "$OUT/test-gpu.log" 2>/dev/null
+  echo "--- fused CUDA engine (bench-engine) vs plain PyTorch (reference):"
+  cat "$OUT/bench-engine.log" 2>/dev/null | tail -9
+  grep -h -E "^ +[0-9]+ +(eager|graph)" "$OUT/reference.log" 2>/dev/null
 } | tee "$OUT/summary.txt"
 exit $FAILED
