@@ -105,6 +105,8 @@ class GpuEngine final : public ModelBackend {
 
   absl::Status Run(const float* windows, int64_t n, float* logits) override {
     if (n < 1) return absl::InvalidArgumentError("batch must hold >= 1 window");
+    // Run() may be called from another thread than the creator.
+    RETURN_IF_ERROR(Cuda(cudaSetDevice(options_.device), "cudaSetDevice"));
     const int64_t window_floats = config_.window_floats();
     const int64_t K = shape_.classes;
     for (int64_t first = 0; first < n; first += options_.max_batch) {
