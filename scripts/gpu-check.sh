@@ -126,7 +126,7 @@ fi
   echo "gpu-check summary ($(($(date +%s) - START)) s of $BUDGET s; logs in \$OUT)"
   printf '%s\n' "${SUMMARY[@]}"
   grep -h -A40 "Largest norm-wise relative error" "$OUT/test-gpu.log" 2>/dev/null | head -24
-  grep -h -E "tests passed|tests failed|Skipped" "$OUT/test-gpu.log" "$OUT/test-unit.log" 2>/dev/null
+  grep -h -E "tests passed|tests failed|\(Skipped\)|\(Failed\)|Not Run" "$OUT/test-gpu.log" "$OUT/test-unit.log" 2>/dev/null
   grep -h "check vs C++" "$OUT/reference.log" 2>/dev/null
   grep -h "gpu engine vs float64" "$OUT/test-gpu.log" 2>/dev/null
   echo "--- fused CUDA engine (bench-engine) vs plain PyTorch (reference):"
