@@ -8,10 +8,10 @@
 //                         scan output y once the convolution has read it
 //   u    [L][d_inner]     SiLU(conv(x))
 //   xdbl [L][R + 2N]      x_proj output dt_low | B | C
-// Per direction: in_proj (each thread one output column, 8 rows at a time),
-// conv + SiLU, x_proj, the scan (kLanes lanes per channel, states in
-// registers, B/C/dt_low read from shared memory), out_proj accumulated into
-// acc. Each output element has one owner thread and a fixed summation
+// Per direction: in_proj, conv + SiLU, x_proj, the scan (kLanes lanes per
+// channel, states in registers, B/C/dt_low read from shared memory), out_proj
+// accumulated into acc. The projections share BlockGemm (one column x 8 rows
+// per item). Each output element has one owner thread and a fixed summation
 // order: results do not depend on the batch.
 //
 // A first, straightforward version: the projections stream their weights
@@ -31,7 +31,7 @@ constexpr int kPairWarps = kPairThreads / 32;
 constexpr int kMaxState = 16;
 constexpr int kMaxRank = 16;
 constexpr int kMaxConv = 8;
-constexpr int kRowBlock = 8;  // in_proj rows per pass
+constexpr int kRowBlock = 8;  // rows per BlockGemm work item
 constexpr int kHeadWarps = 4;
 constexpr int kMaxHeadDim = 512;
 
@@ -44,6 +44,43 @@ __device__ __forceinline__ Sizes SizesOf(const HarmambaShape& s) {
           static_cast<int>(s.d_inner),  static_cast<int>(s.d_state),
           static_cast<int>(s.dt_rank),  static_cast<int>(s.xdbl_width()),
           static_cast<int>(s.d_conv)};
+}
+
+// out[t][j] (+)= bias[j] + sum_k a[t][k] w[k][j] for t < rows, j < n, by
+// the CTA: each work item is one column j and a block of kRowBlock rows, so
+// a weight is loaded once per block of rows (consecutive items take
+// consecutive columns: coalesced weight loads, broadcast shared-memory
+// reads of `a`). `a` and `out` in shared memory, `w` ([k][n]) and `bias`
+// (optional) in global memory. Each output has one owner and a fixed
+// summation order.
+template <bool kAccumulate>
+__device__ __forceinline__ void BlockGemm(const float* a, int lda, int rows,
+                                          int k_dim, const float* w, int n,
+                                          const float* bias, float* out,
+                                          int ldo) {
+  const int blocks = (rows + kRowBlock - 1) / kRowBlock;
+  for (int item = threadIdx.x; item < n * blocks; item += kPairThreads) {
+    const int j = item % n, t0 = (item / n) * kRowBlock;
+    const int count = rows - t0 < kRowBlock ? rows - t0 : kRowBlock;
+    float acc[kRowBlock];
+    const float init = bias != nullptr ? bias[j] : 0.f;
+#pragma unroll
+    for (int r = 0; r < kRowBlock; ++r) acc[r] = init;
+    for (int k = 0; k < k_dim; ++k) {
+      const float wk = w[k * n + j];
+#pragma unroll
+      for (int r = 0; r < kRowBlock; ++r) {
+        if (r < count) acc[r] = fmaf(a[(t0 + r) * lda + k], wk, acc[r]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRowBlock; ++r) {
+      if (r < count) {
+        float& dst = out[(t0 + r) * ldo + j];
+        dst = kAccumulate ? dst + acc[r] : acc[r];
+      }
+    }
+  }
 }
 
 template <int kLanes>
@@ -92,26 +129,7 @@ __global__ void __launch_bounds__(kPairThreads)
     const int Ld = (p.cls_only && !reverse) ? 1 : L;
 
     // ---- in_proj: xz[t][j] = bias[j] + sum_k xn[t][k] W[k][j] -------------
-    for (int j = tid; j < 2 * E; j += kPairThreads) {
-      const float bias = w.in_proj_bias[j];
-      for (int t0 = 0; t0 < Ld; t0 += kRowBlock) {
-        float a[kRowBlock];
-#pragma unroll
-        for (int r = 0; r < kRowBlock; ++r) a[r] = bias;
-        const int rows = Ld - t0 < kRowBlock ? Ld - t0 : kRowBlock;
-        for (int k = 0; k < D; ++k) {
-          const float wk = w.in_proj[k * 2 * E + j];
-#pragma unroll
-          for (int r = 0; r < kRowBlock; ++r) {
-            if (r < rows) a[r] = fmaf(xn[(t0 + r) * D + k], wk, a[r]);
-          }
-        }
-#pragma unroll
-        for (int r = 0; r < kRowBlock; ++r) {
-          if (r < rows) xz[(t0 + r) * 2 * E + j] = a[r];
-        }
-      }
-    }
+    BlockGemm<false>(xn, D, Ld, D, w.in_proj, 2 * E, w.in_proj_bias, xz, 2 * E);
     __syncthreads();
 
     // ---- conv + SiLU: u[t][e] ----------------------------------------------
@@ -133,13 +151,7 @@ __global__ void __launch_bounds__(kPairThreads)
     __syncthreads();
 
     // ---- x_proj: xdbl[t][j] = sum_e u[t][e] Wx[e][j] ------------------------
-    for (int idx = tid; idx < Ld * X; idx += kPairThreads) {
-      const int t = idx / X, j = idx % X;
-      float a = 0.f;
-      for (int e = 0; e < E; ++e)
-        a = fmaf(u[t * E + e], w.x_proj[e * X + j], a);
-      xdbl[t * X + j] = a;
-    }
+    BlockGemm<false>(u, E, Ld, E, w.x_proj, X, nullptr, xdbl, X);
     __syncthreads();
 
     // ---- scan + D skip + SiLU(z) gate; y replaces x in xz
@@ -191,17 +203,9 @@ __global__ void __launch_bounds__(kPairThreads)
 
     // ---- out_proj: acc[t][c] += sum_e y[t][e] Wout[e][c]
     // ---------------------
-    {
-      const int rows = p.cls_only ? 1 : L;
-      for (int idx = tid; idx < rows * D; idx += kPairThreads) {
-        const int t = idx / D, c = idx % D;
-        float a = 0.f;
-        for (int e = 0; e < E; ++e) {
-          a = fmaf(xz[t * 2 * E + e], w.out_proj[e * D + c], a);
-        }
-        acc[t * D + c] += a;
-      }
-    }
+    // y is in the x half of xz.
+    BlockGemm<true>(xz, 2 * E, p.cls_only ? 1 : L, E, w.out_proj, D, nullptr,
+                    acc, D);
     __syncthreads();
   }
 
