@@ -179,6 +179,9 @@ def main():
                     help="also time batch 1 and 1024 replayed as a CUDA graph")
     ap.add_argument("--check", nargs=2, metavar=("WINDOWS_F32", "LOGITS_F32"))
     args = ap.parse_args()
+    # Plain fp32 everywhere: cuDNN would otherwise run the convolution in TF32.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
     if args.model:
         tensors, meta = load_safetensors(args.model)
