@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -77,10 +78,18 @@ class GpuEngine final : public ModelBackend {
     shape_.d_conv = config_.d_conv;
     shape_.classes = config_.num_classes();
     const int64_t L = shape_.tokens(), D = shape_.d_model;
-    RETURN_IF_ERROR(
-        windows_.Allocate(options_.max_batch * config_.window_floats()));
-    RETURN_IF_ERROR(s_.Allocate(options_.max_batch * L * D));
-    RETURN_IF_ERROR(logits_.Allocate(options_.max_batch * shape_.classes));
+    // Windows whose activations do not fit one CTA's shared memory run on
+    // global scratch, in chunks small enough to keep it moderate.
+    const bool fits = kc::FusedPairFitsSharedMemory(shape_);
+    chunk_ = fits ? options_.max_batch
+                  : std::min<int64_t>(options_.max_batch, kWorkspaceWindows);
+    RETURN_IF_ERROR(windows_.Allocate(chunk_ * config_.window_floats()));
+    RETURN_IF_ERROR(s_.Allocate(chunk_ * L * D));
+    RETURN_IF_ERROR(logits_.Allocate(chunk_ * shape_.classes));
+    if (!fits) {
+      RETURN_IF_ERROR(workspace_.Allocate(
+          kc::FusedPairWorkspaceBytes(shape_, chunk_) / sizeof(float)));
+    }
     RETURN_IF_ERROR(UploadWeights(w));
     RETURN_IF_ERROR(
         Cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
@@ -109,8 +118,8 @@ class GpuEngine final : public ModelBackend {
     RETURN_IF_ERROR(Cuda(cudaSetDevice(options_.device), "cudaSetDevice"));
     const int64_t window_floats = config_.window_floats();
     const int64_t K = shape_.classes;
-    for (int64_t first = 0; first < n; first += options_.max_batch) {
-      const int64_t count = std::min(options_.max_batch, n - first);
+    for (int64_t first = 0; first < n; first += chunk_) {
+      const int64_t count = std::min(chunk_, n - first);
       RETURN_IF_ERROR(
           Cuda(cudaMemcpyAsync(windows_.get(), windows + first * window_floats,
                                count * window_floats * sizeof(float),
@@ -187,6 +196,7 @@ class GpuEngine final : public ModelBackend {
       pair.shape = shape_;
       pair.cls_only = k + 1 == config_.num_pairs();
       pair.s = s_.get();
+      pair.workspace = workspace_.get();  // null when shared memory suffices
       for (int dir = 0; dir < 2; ++dir) {
         const std::string p = absl::StrCat("layers.", 2 * k + dir, ".");
         const auto& gamma = t(p + "norm.weight");
@@ -242,7 +252,11 @@ class GpuEngine final : public ModelBackend {
   const GpuEngineOptions options_;
   kc::HarmambaShape shape_;
   std::vector<DeviceFloats> weights_;
-  DeviceFloats windows_, s_, logits_;
+  // Windows per launch when the activations need global scratch (~650 MB
+  // of scratch at PAMAP2's 289 tokens).
+  static constexpr int64_t kWorkspaceWindows = 1024;
+  int64_t chunk_ = 0;  // windows per launch
+  DeviceFloats windows_, s_, logits_, workspace_;
   cudaStream_t stream_ = nullptr;
   kc::EmbedParams embed_;
   std::vector<kc::FusedPairParams> pairs_;

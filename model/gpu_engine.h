@@ -4,8 +4,10 @@
 // No LibTorch. Built only when the CUDA kernels are (HARMAMBA_CUDA).
 //
 // Limits (CanRunFusedPair): d_state <= 16, d_inner <= 256, d_conv <= 8,
-// and a window's activations must fit one CTA's shared memory (<= ~100
-// tokens at d_model 64: UCI-HAR, WISDM, UniMiB-SHAR; not PAMAP2's 289).
+// dt_rank <= 16. A window's activations live in one CTA's shared memory
+// when they fit (<= ~100 tokens at d_model 64: UCI-HAR, WISDM, UniMiB-SHAR);
+// otherwise (PAMAP2's 289 tokens) in global scratch, 1024 windows per
+// launch.
 #ifndef HARMAMBA_MODEL_GPU_ENGINE_H_
 #define HARMAMBA_MODEL_GPU_ENGINE_H_
 
@@ -22,7 +24,8 @@ struct GpuEngineOptions {
   // CUDA device ordinal.
   int device = 0;
   // Windows per launch; larger Run() calls are split. Device buffers for
-  // this many windows are allocated at creation (~19 KB each at UCI sizes).
+  // this many windows are allocated at creation (~19 KB each at UCI sizes;
+  // at most 1024 windows, ~650 KB each, when global scratch is needed).
   int64_t max_batch = 4096;
 };
 

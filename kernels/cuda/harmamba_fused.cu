@@ -1,7 +1,8 @@
 // Fused HARMamba forward kernels; see harmamba_fused.cuh for the contract.
 //
 // FusedPairKernel, one CTA (256 threads) per window, phases separated by
-// __syncthreads, all buffers in dynamic shared memory (L tokens):
+// __syncthreads, all buffers in dynamic shared memory (or, when they do not
+// fit, in the window's slice of a global workspace) (L tokens):
 //   acc  [L][d_model]     2 s, then += y_dir W_out,dir
 //   xn   [L][d_model]     (s - mean) * rstd (affine folded into in_proj)
 //   xz   [L][2 d_inner]   in_proj output x | z; x is replaced by the gated
@@ -90,7 +91,13 @@ __global__ void __launch_bounds__(kPairThreads)
   HARMAMBA_DYNAMIC_SHARED_FLOATS(smem);
   const Sizes z = SizesOf(p.shape);
   const int L = z.L, D = z.D, E = z.E, N = z.N, R = z.R, X = z.X;
-  float* acc = smem;
+  // __syncthreads orders global as well as shared memory within the CTA, so
+  // the same code runs on a per-window slice of the workspace.
+  float* const buffers =
+      p.workspace != nullptr
+          ? p.workspace + int64_t(blockIdx.x) * L * (2 * D + 3 * E + X)
+          : smem;
+  float* acc = buffers;
   float* xn = acc + L * D;
   float* xz = xn + L * D;
   float* u = xz + L * 2 * E;
@@ -288,6 +295,14 @@ size_t FusedPairSharedBytes(const HarmambaShape& s) {
          (2 * s.d_model + 3 * s.d_inner + s.xdbl_width());
 }
 
+size_t FusedPairWorkspaceBytes(const HarmambaShape& shape, int64_t batch) {
+  return FusedPairSharedBytes(shape) * static_cast<size_t>(batch);
+}
+
+bool FusedPairFitsSharedMemory(const HarmambaShape& shape) {
+  return FusedPairSharedBytes(shape) <= kMaxFusedSharedBytes;
+}
+
 absl::Status CanRunFusedPair(const FusedPairParams& p) {
   if (absl::Status st = CheckShape(p.shape); !st.ok()) return st;
   const HarmambaShape& s = p.shape;
@@ -306,12 +321,13 @@ absl::Status CanRunFusedPair(const FusedPairParams& p) {
   if (s.d_model > kMaxHeadDim) {
     return Invalid("d_model must be <= 512, got " + std::to_string(s.d_model));
   }
-  if (FusedPairSharedBytes(s) > kMaxFusedSharedBytes) {
+  if (!FusedPairFitsSharedMemory(s) && p.workspace == nullptr) {
     return Invalid("a window's activations need " +
                    std::to_string(FusedPairSharedBytes(s)) +
-                   " bytes of shared memory, more than " +
-                   std::to_string(kMaxFusedSharedBytes) + " (" +
-                   std::to_string(s.tokens()) + " tokens)");
+                   " bytes, more than the " +
+                   std::to_string(kMaxFusedSharedBytes) +
+                   " of shared memory (" + std::to_string(s.tokens()) +
+                   " tokens): pass a workspace of FusedPairWorkspaceBytes");
   }
   if (p.batch < 0 || p.batch > 0x7fffffff)
     return Invalid("batch must be in [0, 2^31)");
@@ -329,19 +345,22 @@ absl::Status CanRunFusedPair(const FusedPairParams& p) {
 absl::Status FusedPairForward(const FusedPairParams& p, cudaStream_t stream) {
   if (absl::Status st = CanRunFusedPair(p); !st.ok()) return st;
   if (p.batch == 0) return absl::OkStatus();
-  const size_t bytes = FusedPairSharedBytes(p.shape);
+  const size_t bytes =
+      p.workspace != nullptr ? 0 : FusedPairSharedBytes(p.shape);
   // Two lanes per channel when d_inner leaves room (d_inner <= 128).
   const bool two_lanes = p.shape.d_inner * 2 <= kPairThreads;
   const void* kernel = two_lanes
                            ? reinterpret_cast<const void*>(&FusedPairKernel<2>)
                            : reinterpret_cast<const void*>(&FusedPairKernel<1>);
-  if (absl::Status st = internal::CheckCuda(
-          cudaFuncSetAttribute(kernel,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(bytes)),
-          "fused pair: cudaFuncSetAttribute");
-      !st.ok()) {
-    return st;
+  if (bytes > 0) {
+    if (absl::Status st = internal::CheckCuda(
+            cudaFuncSetAttribute(kernel,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(bytes)),
+            "fused pair: cudaFuncSetAttribute");
+        !st.ok()) {
+      return st;
+    }
   }
   const unsigned grid = static_cast<unsigned>(p.batch);
   if (two_lanes) {

@@ -84,26 +84,37 @@ struct FusedPairParams {
   // only row 0 of each window is written.
   float* s = nullptr;
   FusedDirectionWeights dir[2];  // forward, backward layer
+  // Optional device scratch of FusedPairWorkspaceBytes(shape, batch) bytes.
+  // When given, each window's activations live there (L1/L2-cached global
+  // memory) instead of in shared memory: required when they do not fit
+  // (PAMAP2's 289 tokens), slower otherwise. Private to this call until the
+  // stream passes it.
+  float* workspace = nullptr;
 };
 
-// Dynamic shared memory one CTA of FusedPairForward needs:
-// tokens * (2 d_model + 3 d_inner + xdbl_width) floats (160 KB for UCI-HAR,
-// 73 tokens).
+// A window's activations: tokens * (2 d_model + 3 d_inner + xdbl_width)
+// floats (160 KB for UCI-HAR's 73 tokens, 633 KB for PAMAP2's 289).
 size_t FusedPairSharedBytes(const HarmambaShape& shape);
+
+// Scratch for running a batch with FusedPairParams::workspace.
+size_t FusedPairWorkspaceBytes(const HarmambaShape& shape, int64_t batch);
 
 // The largest dynamic shared memory per CTA the kernels request (sm_90's
 // opt-in limit, 227 KB).
 inline constexpr size_t kMaxFusedSharedBytes = 227 * 1024;
 
+// True when a window's activations fit in shared memory (no workspace
+// needed).
+bool FusedPairFitsSharedMemory(const HarmambaShape& shape);
+
 // d_state <= 16, d_inner <= 256, dt_rank <= 16, d_conv <= 8, d_model <= 512,
-// FusedPairSharedBytes <= 227 KB (so PAMAP2's 289 tokens do not fit: use the
-// per-op kernels there), pointers given, batch < 2^31. InvalidArgument
-// naming the limit otherwise.
+// pointers given, batch < 2^31, and a workspace when the activations do not
+// fit in shared memory. InvalidArgument naming the limit otherwise.
 absl::Status CanRunFusedPair(const FusedPairParams& p);
 
-// One pair for every window: s <- 2 s + out (see above). Sets the kernel's
-// dynamic shared memory limit on first use (call once outside graph
-// capture before capturing).
+// One pair for every window: s <- 2 s + out (see above). In shared-memory
+// mode it sets the kernel's dynamic shared memory limit (a host-side
+// attribute; call once before capturing a CUDA graph).
 absl::Status FusedPairForward(const FusedPairParams& p, cudaStream_t stream);
 
 // Prologue: standardisation, patch embedding, cls token and position

@@ -109,14 +109,21 @@ TEST(GpuEngineTest, ResultIndependentOfBatchPosition) {
   }
 }
 
+TEST(GpuEngineTest, Pamap2ShapeMatchesOracle) {
+  SKIP_WITHOUT_CUDA_DEVICE();
+  // 512 x 9 -> 289 tokens: more than one CTA's shared memory, so the pairs
+  // run on global scratch.
+  ExpectMatchesOracle(SmallConfig(/*window_length=*/512), 2, 4096, 5);
+}
+
 TEST(GpuEngineTest, RefusesShapesTheKernelsCannotRun) {
   SKIP_WITHOUT_CUDA_DEVICE();
-  // PAMAP2: 512 x 9 -> 289 tokens, more than one CTA's shared memory.
-  const ModelConfig config = SmallConfig(/*window_length=*/512);
+  ModelConfig config = SmallConfig();
+  config.d_state = 32;
   auto engine = CreateGpuEngine(RandomWeights(config, 1));
   ASSERT_FALSE(engine.ok());
   EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(engine.status().message()).find("289 tokens"),
+  EXPECT_NE(std::string(engine.status().message()).find("d_state"),
             std::string::npos)
       << engine.status();
 }

@@ -946,11 +946,13 @@ INSTANTIATE_TEST_SUITE_P(Cases, LayerNormTest, ::testing::ValuesIn(NormCases()),
 struct FusedCase {
   int64_t window_length, channels, d_model, d_state, dt_rank, d_conv;
   bool cls_only;
+  bool workspace = false;  // activations in global scratch
   std::string Name() const {
     return "T" + std::to_string(window_length) + "_C" +
            std::to_string(channels) + "_D" + std::to_string(d_model) + "_N" +
            std::to_string(d_state) + "_R" + std::to_string(dt_rank) + "_K" +
-           std::to_string(d_conv) + (cls_only ? "_cls" : "_all");
+           std::to_string(d_conv) + (cls_only ? "_cls" : "_all") +
+           (workspace ? "_ws" : "");
   }
   cuda::HarmambaShape Shape() const {
     cuda::HarmambaShape s;
@@ -1104,6 +1106,9 @@ TEST_P(FusedPairTest, MatchesFloat64Pair) {
   p.s = d_s.get();
   p.dir[0] = fwd.Device();
   p.dir[1] = bwd.Device();
+  DeviceScratch scratch(c.workspace ? cuda::FusedPairWorkspaceBytes(sh, batch)
+                                    : 0);
+  if (c.workspace) p.workspace = static_cast<float*>(scratch.get());
   const absl::Status st = cuda::FusedPairForward(p, nullptr);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_TRUE(Synchronized());
@@ -1134,7 +1139,12 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{200, 3, 64, 16, 4, 4, false},  // WISDM
                       FusedCase{40, 3, 32, 5, 2, 3, false},    // odd sizes
                       FusedCase{40, 3, 32, 5, 2, 3, true},
-                      FusedCase{64, 2, 96, 16, 6, 8, false}),  // 1 lane
+                      FusedCase{64, 2, 96, 16, 6, 8, false},  // 1 lane
+                      FusedCase{128, 9, 64, 16, 4, 4, false, true},
+                      FusedCase{40, 3, 32, 5, 2, 3, true, true},
+                      // PAMAP2: 289 tokens, only with a workspace.
+                      FusedCase{512, 9, 64, 16, 4, 4, false, true},
+                      FusedCase{512, 9, 64, 16, 4, 4, true, true}),
     [](const auto& info) { return info.param.Name(); });
 
 TEST(FusedModelKernels, EmbedAndHeadMatchFloat64) {
@@ -1217,10 +1227,13 @@ TEST(FusedModelKernels, EmbedAndHeadMatchFloat64) {
   ExpectClose("head logits", ToDouble(d_logits.Download()), want_logits);
 }
 
-TEST(FusedModelKernels, RefusesTooManyTokens) {
+TEST(FusedModelKernels, ManyTokensNeedAWorkspace) {
   // PAMAP2 (512 x 9 -> 289 tokens) does not fit one CTA's shared memory.
   cuda::FusedPairParams p;
   p.shape = FusedCase{512, 9, 64, 16, 4, 4, false}.Shape();
+  EXPECT_FALSE(cuda::FusedPairFitsSharedMemory(p.shape));
+  EXPECT_TRUE(cuda::FusedPairFitsSharedMemory(
+      FusedCase{128, 9, 64, 16, 4, 4, false}.Shape()));
   const absl::Status st = cuda::CanRunFusedPair(p);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(st.message()).find("289 tokens"), std::string::npos)
