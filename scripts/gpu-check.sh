@@ -168,7 +168,7 @@ fi
   grep -h "check vs C++" "$OUT/reference.log" 2>/dev/null
   grep -h "gpu engine vs float64" "$OUT/test-gpu.log" 2>/dev/null
   echo "--- fused CUDA engine (bench-engine) vs plain PyTorch (reference):"
-  cat "$OUT/bench-engine.log" 2>/dev/null | tail -9
+  cat "$OUT/bench-engine.log" 2>/dev/null
   grep -h -E "^ +[0-9]+ +(eager|graph)" "$OUT/reference.log" 2>/dev/null
 } | tee "$OUT/summary.txt"
 exit $FAILED
