@@ -1,0 +1,62 @@
+// A stand-in for the CUDA runtime API, for running the CUDA kernels on the
+// CPU (see emulation.h). Only what kernels/cuda, its tests and benchmark
+// use. "Device" memory is host memory.
+#ifndef HARMAMBA_TESTS_GPU_EMULATION_CUDA_RUNTIME_API_H_
+#define HARMAMBA_TESTS_GPU_EMULATION_CUDA_RUNTIME_API_H_
+
+#include <cstddef>
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1)
+      : x(vx), y(vy), z(vz) {}
+};
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+};
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+
+using cudaStream_t = struct EmulatedStream*;
+
+inline constexpr unsigned cudaStreamNonBlocking = 1;
+
+struct cudaDeviceProp {
+  char name[256];
+  int multiProcessorCount;
+};
+
+cudaError_t cudaGetLastError();
+const char* cudaGetErrorString(cudaError_t error);
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaMalloc(void** ptr, size_t bytes);
+cudaError_t cudaFree(void* ptr);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes,
+                       cudaMemcpyKind kind);
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes,
+                            cudaMemcpyKind kind, cudaStream_t stream);
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr,
+                                 int value);
+
+#endif  // HARMAMBA_TESTS_GPU_EMULATION_CUDA_RUNTIME_API_H_
