@@ -28,18 +28,12 @@ absl::Status CanRunCausalConv1dForward(const CausalConv1dParams& p);
 absl::Status CausalConv1dForward(const CausalConv1dParams& p,
                                  cudaStream_t stream);
 
-// Gradients given dout; the pre-activation is recomputed. Same fields and
-// contract as the CPU CausalConv1dGrads (training branch): dx is
-// OVERWRITTEN; dweight and dbias are ACCUMULATED (+=) over batch and time,
-// in a fixed order (no floating-point atomics; reproducible).
-struct CausalConv1dGrads {
-  const float* dout = nullptr;  // [b][t][dim], unit channel stride
-  int64_t dout_batch_stride = 0, dout_seq_stride = 0;
-  float* dx = nullptr;  // [b][t][dim]; must not alias x or dout
-  int64_t dx_batch_stride = 0, dx_seq_stride = 0;
-  float* dweight = nullptr;  // [dim][width]; accumulated
-  float* dbias = nullptr;    // [dim]; accumulated; optional (may be null)
-};
+// Gradients given dout, in the CPU CausalConv1dGrads
+// (kernels/cpu/causal_conv1d.h); the pre-activation is recomputed. Its
+// contract holds: dx is OVERWRITTEN; dweight and dbias are ACCUMULATED (+=)
+// over batch and time, here in a fixed order (no floating-point atomics;
+// reproducible).
+using ::harmamba::kernels::CausalConv1dGrads;
 
 absl::Status CanRunCausalConv1dBackward(const CausalConv1dParams& p,
                                         const CausalConv1dGrads& g);

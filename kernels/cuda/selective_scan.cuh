@@ -46,38 +46,19 @@ absl::Status SelectiveScanForward(const SelectiveScanParams& p,
 
 // ---- Backward ---------------------------------------------------------
 //
-// Gradients of a scalar loss given dout = dLoss/dout. The fields and the
-// accumulate/overwrite contract are those of the CPU SelectiveScanGrads
-// (kernels/cpu/selective_scan.h on the training branch), so that the torch
-// adapter fills both the same way:
+// Gradients of a scalar loss given dout = dLoss/dout, in the CPU
+// SelectiveScanGrads (kernels/cpu/selective_scan.h), so that the torch
+// adapter fills both the same way; its overwrite/accumulate contract holds:
 //   OVERWRITTEN for the batch of `p`: du, ddelta (w.r.t. the pre-bias
 //     delta), dB, dC, dz.
-//   ACCUMULATED (+=) over batch and time: dA, dD, ddelta_bias. The sums
+//   ACCUMULATED (+=) over batch and time: dA, dD, ddelta_bias. Here the sums
 //     are deterministic (fixed order; no floating-point atomics).
 // Unlike the CPU backward, the low-rank delta form is accepted too: delta
 // is then recomputed from dt_low and dt_weight, and ddelta is still the
 // dense gradient w.r.t. dt_low . dt_weight^T (the caller's GEMMs turn it
 // into d dt_low = ddelta . dt_weight and d dt_weight = ddelta^T . dt_low).
 // dz is required iff p.z is given; dD and ddelta_bias are optional.
-struct SelectiveScanGrads {
-  const float* dout = nullptr;  // [b][t][dim]
-  int64_t dout_batch_stride = 0, dout_seq_stride = 0;
-
-  float* du = nullptr;  // [b][t][dim]
-  int64_t du_batch_stride = 0, du_seq_stride = 0;
-  float* ddelta = nullptr;  // [b][t][dim]
-  int64_t ddelta_batch_stride = 0, ddelta_seq_stride = 0;
-  float* dB = nullptr;  // [b][t][dstate]
-  int64_t dB_batch_stride = 0, dB_seq_stride = 0;
-  float* dC = nullptr;  // [b][t][dstate]
-  int64_t dC_batch_stride = 0, dC_seq_stride = 0;
-  float* dz = nullptr;  // [b][t][dim]; required iff p.z is given
-  int64_t dz_batch_stride = 0, dz_seq_stride = 0;
-
-  float* dA = nullptr;           // [dim][dstate] contiguous; accumulated
-  float* dD = nullptr;           // [dim]; accumulated; optional
-  float* ddelta_bias = nullptr;  // [dim]; accumulated; optional
-};
+using ::harmamba::kernels::SelectiveScanGrads;
 
 // CanRunSelectiveScanForward(p) plus the gradient pointers.
 absl::Status CanRunSelectiveScanBackward(const SelectiveScanParams& p,
