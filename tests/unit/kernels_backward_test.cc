@@ -212,7 +212,9 @@ INSTANTIATE_TEST_SUITE_P(
                       ScanCase{2, 5, 3, 2, true, true, true, true, true},
                       ScanCase{1, 4, 2, 3, false, false, false, false, false},
                       ScanCase{1, 4, 2, 3, true, false, true, false, true},
-                      ScanCase{2, 1, 3, 1, true, true, false, true, false}),
+                      ScanCase{2, 1, 3, 1, true, true, false, true, false},
+                      ScanCase{2, 5, 3, 4, true, false, true, true, false},
+                      ScanCase{2, 5, 3, 4, true, true, false, false, true}),
     [](const auto& info) { return info.param.Name(); });
 
 // The fast kernel on strided inputs: u and z interleaved in one buffer (as
@@ -542,7 +544,7 @@ TEST_P(ConvBackwardReferenceTest, MatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ConvBackwardReferenceTest,
                          ::testing::Combine(::testing::Values(1, 3, 7),
-                                            ::testing::Values(1, 4),
+                                            ::testing::Values(1, 3, 4, 8),
                                             ::testing::Bool(),
                                             ::testing::Bool(),
                                             ::testing::Bool()));
