@@ -1,8 +1,6 @@
 // harmamba eval: accuracy and F1 of a model on a labelled dataset split.
-#include <chrono>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -114,11 +112,8 @@ int RunEval(const std::vector<std::string>& args, std::ostream& out,
   std::string model_path;
   std::string data_path;
   std::string split = "test";
-  std::string backend_name = kFastBackend;
   bool as_json = false;
-  bool progress_requested = false;
-  int64_t threads = 0;
-  int64_t batch_size = 256;
+  InferenceOptions inference;
   FlagParser flags(
       kCommand, "--model FILE --data PATH [options]",
       "Evaluates a model on every window of a labelled dataset split and "
@@ -135,18 +130,7 @@ int RunEval(const std::vector<std::string>& args, std::ostream& out,
                   /*required=*/true);
   flags.AddString("split", "NAME", "Dataset split (train, test, ...).", &split);
   flags.AddBool("json", "Print the report as one JSON object.", &as_json);
-  flags.AddInt("threads", "N", "Worker threads, 0 = all cores.", &threads, 0,
-               4096);
-  flags.AddInt("batch", "N", "Windows per backend call.", &batch_size, 1,
-               1 << 20);
-  flags.AddChoice("backend", BackendNames(),
-                  "fast = fused CPU engine; reference = LibTorch reference "
-                  "path (when built in).",
-                  &backend_name);
-  flags.AddBool("progress",
-                "Print progress on stderr (default: only when stderr is a "
-                "terminal).",
-                &progress_requested);
+  AddInferenceFlags(flags, &inference);
   if (std::optional<int> exit_code = flags.ParseOrReport(args, out, err)) {
     return *exit_code;
   }
@@ -172,25 +156,13 @@ int RunEval(const std::vector<std::string>& args, std::ostream& out,
       MatchLabels(*dataset, config, data_path, err);
   if (!y_true.ok()) return ReportRuntimeError(kCommand, y_true.status(), err);
 
-  absl::StatusOr<std::unique_ptr<ModelBackend>> backend =
-      CreateBackend(backend_name, *weights, static_cast<int>(threads));
-  if (!backend.ok()) return ReportRuntimeError(kCommand, backend.status(), err);
-
   const int64_t n = dataset->n;
   const int k = config.num_classes();
-  std::vector<float> logits(n * k);
-  ProgressReporter progress(err, kCommand, n,
-                            ShouldShowProgress(progress_requested, err),
-                            /*redraw=*/IsTerminal(err));
-  const auto start = std::chrono::steady_clock::now();
-  if (absl::Status status = RunInBatches(**backend, dataset->x.data(), n,
-                                         batch_size, logits.data(), progress);
-      !status.ok()) {
-    return ReportRuntimeError(kCommand, status, err);
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
+  absl::StatusOr<InferenceResult> result =
+      RunInference(*weights, dataset->x.data(), n, inference, kCommand, err);
+  if (!result.ok()) return ReportRuntimeError(kCommand, result.status(), err);
+  const std::vector<float>& logits = result->logits;
+  const double seconds = result->seconds;
   std::vector<int> y_pred(n);
   for (int64_t i = 0; i < n; ++i) y_pred[i] = ArgMax(logits.data() + i * k, k);
   absl::StatusOr<ClassificationReport> report = Evaluate(*y_true, y_pred, k);
@@ -198,7 +170,7 @@ int RunEval(const std::vector<std::string>& args, std::ostream& out,
 
   err << absl::StrFormat(
       "harmamba eval: %d windows in %.3f s (%.1f windows/s, %s)\n", n, seconds,
-      seconds > 0 ? n / seconds : 0.0, (*backend)->description());
+      seconds > 0 ? n / seconds : 0.0, result->backend->description());
   if (as_json) {
     json document = json::parse(ReportToJson(*report, config.classes, -1));
     document["model"] = {{"name", config.name}, {"version", config.version}};

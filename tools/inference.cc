@@ -1,7 +1,9 @@
 #include "tools/inference.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -63,6 +65,43 @@ absl::Status RunInBatches(ModelBackend& backend, const float* windows,
     progress.Update(begin + count);
   }
   return absl::OkStatus();
+}
+
+void AddInferenceFlags(FlagParser& flags, InferenceOptions* target) {
+  flags.AddInt("threads", "N", "Worker threads, 0 = all cores.",
+               &target->threads, 0, 4096);
+  flags.AddInt("batch", "N", "Windows per backend call.", &target->batch_size,
+               1, 1 << 20);
+  flags.AddChoice("backend", BackendNames(),
+                  "fast = fused CPU engine; reference = LibTorch reference "
+                  "path (when built in).",
+                  &target->backend_name);
+  flags.AddBool("progress",
+                "Print progress on stderr (default: only when stderr is a "
+                "terminal).",
+                &target->progress_requested);
+}
+
+absl::StatusOr<InferenceResult> RunInference(const ModelWeights& weights,
+                                             const float* windows, int64_t n,
+                                             const InferenceOptions& options,
+                                             const std::string& command,
+                                             std::ostream& err) {
+  InferenceResult result;
+  ASSIGN_OR_RETURN(result.backend,
+                   CreateBackend(options.backend_name, weights,
+                                 static_cast<int>(options.threads)));
+  result.logits.resize(n * weights.config.num_classes());
+  ProgressReporter progress(err, command, n,
+                            ShouldShowProgress(options.progress_requested, err),
+                            /*redraw=*/IsTerminal(err));
+  const auto start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(RunInBatches(*result.backend, windows, n, options.batch_size,
+                               result.logits.data(), progress));
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  return result;
 }
 
 std::vector<double> Softmax(const float* logits, int k) {

@@ -1,5 +1,6 @@
-// Shared pieces of `harmamba predict` and `harmamba eval`: choosing a model
-// backend by name, running it over many windows in batches, and softmax.
+// Shared pieces of `harmamba predict` and `harmamba eval`: their inference
+// flags, choosing a model backend by name, running it over many windows in
+// batches, and softmax.
 //
 // All functions are thread-compatible: a backend is used by one thread.
 #ifndef HARMAMBA_TOOLS_INFERENCE_H_
@@ -7,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "model/backend.h"
 #include "model/model_file.h"
+#include "tools/flag_parser.h"
 #include "tools/progress.h"
 
 namespace harmamba::cli {
@@ -37,6 +40,36 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateBackend(
 absl::Status RunInBatches(ModelBackend& backend, const float* windows,
                           int64_t n, int64_t batch_size, float* logits,
                           ProgressReporter& progress);
+
+// What predict and eval take from their shared flags; the defaults are the
+// flags' defaults.
+struct InferenceOptions {
+  std::string backend_name = kFastBackend;
+  int64_t threads = 0;  // 0 = all cores
+  int64_t batch_size = 256;
+  bool progress_requested = false;
+};
+
+// Registers --threads, --batch, --backend and --progress, in that order, on
+// `flags`, writing into `*target` (which must outlive the parse).
+void AddInferenceFlags(FlagParser& flags, InferenceOptions* target);
+
+// The logits of a whole input and the backend that produced them.
+struct InferenceResult {
+  std::unique_ptr<ModelBackend> backend;
+  std::vector<float> logits;  // n * K
+  double seconds = 0;         // the batched runs alone, wall time
+};
+
+// Creates the backend `options.backend_name` for `weights` and runs it over
+// `n` windows (n * T * C floats) in batches of `options.batch_size`, with
+// progress labelled `command` on `err` (shown as ShouldShowProgress says).
+// Returns CreateBackend's or the backend's error.
+absl::StatusOr<InferenceResult> RunInference(const ModelWeights& weights,
+                                             const float* windows, int64_t n,
+                                             const InferenceOptions& options,
+                                             const std::string& command,
+                                             std::ostream& err);
 
 // Softmax of `k` logits, computed in double after subtracting the maximum
 // (stable for any finite logits).

@@ -1,7 +1,5 @@
 // harmamba predict: classify the windows of a file.
-#include <chrono>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,11 +28,8 @@ int RunPredict(const std::vector<std::string>& args, std::ostream& out,
   std::string model_path;
   std::string input_path;
   std::string logits_path;
-  std::string backend_name = kFastBackend;
   bool as_json = false;
-  bool progress_requested = false;
-  int64_t threads = 0;
-  int64_t batch_size = 256;
+  InferenceOptions inference;
   FlagParser flags(
       kCommand, "--model FILE --input FILE [options]",
       "Classifies every window of an input file and prints one line per "
@@ -54,18 +49,7 @@ int RunPredict(const std::vector<std::string>& args, std::ostream& out,
                   &logits_path);
   flags.AddBool("json", "Print one JSON document instead of text lines.",
                 &as_json);
-  flags.AddInt("threads", "N", "Worker threads, 0 = all cores.", &threads, 0,
-               4096);
-  flags.AddInt("batch", "N", "Windows per backend call.", &batch_size, 1,
-               1 << 20);
-  flags.AddChoice("backend", BackendNames(),
-                  "fast = fused CPU engine; reference = LibTorch reference "
-                  "path (when built in).",
-                  &backend_name);
-  flags.AddBool("progress",
-                "Print progress on stderr (default: only when stderr is a "
-                "terminal).",
-                &progress_requested);
+  AddInferenceFlags(flags, &inference);
   if (std::optional<int> exit_code = flags.ParseOrReport(args, out, err)) {
     return *exit_code;
   }
@@ -93,21 +77,12 @@ int RunPredict(const std::vector<std::string>& args, std::ostream& out,
         << " were not classified\n";
   }
 
-  absl::StatusOr<std::unique_ptr<ModelBackend>> backend =
-      CreateBackend(backend_name, *weights, static_cast<int>(threads));
-  if (!backend.ok()) return ReportRuntimeError(kCommand, backend.status(), err);
-
   const int64_t n = windows->n;
   const int k = config.num_classes();
-  std::vector<float> logits(n * k);
-  ProgressReporter progress(err, kCommand, n,
-                            ShouldShowProgress(progress_requested, err),
-                            /*redraw=*/IsTerminal(err));
-  if (absl::Status status = RunInBatches(**backend, windows->data.data(), n,
-                                         batch_size, logits.data(), progress);
-      !status.ok()) {
-    return ReportRuntimeError(kCommand, status, err);
-  }
+  absl::StatusOr<InferenceResult> result =
+      RunInference(*weights, windows->data.data(), n, inference, kCommand, err);
+  if (!result.ok()) return ReportRuntimeError(kCommand, result.status(), err);
+  const std::vector<float>& logits = result->logits;
   if (!logits_path.empty()) {
     if (absl::Status status = WriteNpyFloat32(logits_path, {n, k}, logits);
         !status.ok()) {
@@ -129,7 +104,7 @@ int RunPredict(const std::vector<std::string>& args, std::ostream& out,
     }
     json document = {
         {"model", {{"name", config.name}, {"version", config.version}}},
-        {"backend", (*backend)->description()},
+        {"backend", result->backend->description()},
         {"input", input_path},
         {"num_windows", n},
         {"leftover_samples", windows->leftover_samples},
