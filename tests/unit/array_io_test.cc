@@ -2,14 +2,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/unit/test_files.h"
 
 namespace harmamba {
 namespace {
@@ -17,51 +16,18 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using testing::NpyImage;
+using testing::RawBytes;
+using testing::WriteFile;
 
 std::string TestPath(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   return ::testing::TempDir() + "array_io_" + info->name() + "_" + name;
 }
 
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
+// Values of mixed sign and magnitude (stddev 2).
 std::vector<float> RandomFloats(size_t count, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 2.0f);
-  std::vector<float> values(count);
-  for (float& v : values) v = dist(rng);
-  return values;
-}
-
-template <typename T>
-std::string RawBytes(const std::vector<T>& values) {
-  std::string bytes(values.size() * sizeof(T), '\0');
-  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
-  return bytes;
-}
-
-// A .npy image built byte by byte from the format specification (not with
-// our writer): magic, version, little-endian header length (2 bytes for v1,
-// 4 bytes for v2/v3), the dict padded with spaces to a 64-byte boundary and
-// ended by '\n', then the raw data.
-std::string NpyImage(int major, const std::string& dict,
-                     const std::string& data) {
-  const size_t length_bytes = major == 1 ? 2 : 4;
-  std::string header = dict;
-  const size_t unpadded = 6 + 2 + length_bytes + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string out = "\x93NUMPY";
-  out.push_back(static_cast<char>(major));
-  out.push_back('\0');
-  for (size_t i = 0; i < length_bytes; ++i) {
-    out.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xff));
-  }
-  return out + header + data;
+  return testing::RandomFloats(count, seed, 2.0f);
 }
 
 TEST(NpyTest, ParsesVersion1Float32) {

@@ -3,9 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -15,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/array_io.h"
+#include "tests/unit/test_files.h"
 
 #ifndef HARMAMBA_SHARED_DIR
 #error "HARMAMBA_SHARED_DIR must be defined by CMake"
@@ -27,6 +26,10 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using testing::NpyImage;
+using testing::RandomFloats;
+using testing::RawBytes;
+using testing::WriteFile;
 
 const std::vector<std::string> kUciClasses = {
     "WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS",
@@ -45,41 +48,6 @@ std::string TestDir() {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::vector<float> RandomFloats(size_t count, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> values(count);
-  for (float& v : values) v = dist(rng);
-  return values;
-}
-
-template <typename T>
-std::string RawBytes(const std::vector<T>& values) {
-  std::string bytes(values.size() * sizeof(T), '\0');
-  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
-  return bytes;
-}
-
-// A .npy v1.0 image written from the format specification.
-std::string NpyImage(const std::string& dict, const std::string& data) {
-  std::string header = dict;
-  const size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header.push_back('\n');
-  std::string out = "\x93NUMPY\x01";
-  out.push_back('\0');
-  out.push_back(static_cast<char>(header.size() & 0xff));
-  out.push_back(static_cast<char>(header.size() >> 8));
-  return out + header + data;
 }
 
 // ---- binary layout ---------------------------------------------------------
@@ -296,7 +264,7 @@ TEST(NpyLayoutTest, LoadsIntegerLabels) {
   const std::vector<int64_t> y = {2, 0, 3, 2};
   WriteFile(
       dir + "/y_train.npy",
-      NpyImage("{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }",
+      NpyImage(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (4,), }",
                RawBytes(y)));
   absl::StatusOr<Dataset> dataset = LoadDataset(dir, "train");
   ASSERT_TRUE(dataset.ok()) << dataset.status();
@@ -326,7 +294,7 @@ TEST(NpyLayoutTest, LoadsOneHotLabelsWithNamesAndSubjects) {
   const std::vector<int32_t> subjects = {4, 9, 4};
   WriteFile(
       dir + "/subject_test.npy",
-      NpyImage("{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }",
+      NpyImage(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }",
                RawBytes(subjects)));
   WriteFile(dir + "/activity_labels.txt", kActivityLabels);
   WriteFile(dir + "/channels.txt", "acc_x\nacc_y\n");

@@ -1,0 +1,39 @@
+// Test helpers for the file-format tests: writing fixture files, random
+// float data, and .npy images built byte by byte from the format
+// specification (not with model/array_io's writer).
+#ifndef HARMAMBA_TESTS_UNIT_TEST_FILES_H_
+#define HARMAMBA_TESTS_UNIT_TEST_FILES_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace harmamba::testing {
+
+// Writes `bytes` to `path` (truncating), creating its parent folders. A
+// failed write fails the current test.
+void WriteFile(const std::string& path, const std::string& bytes);
+
+// `count` floats drawn from N(0, stddev^2) with a fixed seed.
+std::vector<float> RandomFloats(size_t count, uint32_t seed,
+                                float stddev = 1.0f);
+
+// The bytes of `values` in memory order (little-endian on our machines).
+template <typename T>
+std::string RawBytes(const std::vector<T>& values) {
+  std::string bytes(values.size() * sizeof(T), '\0');
+  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
+  return bytes;
+}
+
+// A .npy image with version byte `major`: magic, version, little-endian
+// header length (2 bytes for version 1, else 4 as in v2/v3), the dict padded
+// with spaces to a 64-byte boundary and ended by '\n', then `data`.
+std::string NpyImage(int major, const std::string& dict,
+                     const std::string& data);
+
+}  // namespace harmamba::testing
+
+#endif  // HARMAMBA_TESTS_UNIT_TEST_FILES_H_
