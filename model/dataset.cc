@@ -524,12 +524,18 @@ absl::StatusOr<Dataset> LoadDataset(const std::string& path,
         std::string("x_train.npy"), std::string("X_train.npy")}) {
     if (IsFile(JoinPath(path, name))) return LoadNpyDataset(path, split);
   }
+  // Each layout is recognised by its files for `split` or for "train".
+  auto split_or_train = [&split](const std::string& prefix,
+                                 const std::string& suffix) {
+    if (split == "train") return absl::StrCat(prefix, split, suffix);
+    return absl::StrCat(prefix, split, suffix, " or ", prefix, "train", suffix);
+  };
   return absl::NotFoundError(absl::StrCat(
-      path, ": no dataset found for split '", split, "'; looked for X_", split,
-      ".f32 or X_train.f32 (binary layout), ", split,
-      "/Inertial Signals/ or train/Inertial Signals/ here or under "
-      "'UCI HAR Dataset/' (official UCI HAR layout), x_",
-      split, ".npy or x_train.npy (npy layout)"));
+      path, ": no dataset found for split '", split, "'; looked for ",
+      split_or_train("X_", ".f32"), " (binary layout), ",
+      split_or_train("", "/Inertial Signals/"),
+      " here or under 'UCI HAR Dataset/' (official UCI HAR layout), ",
+      split_or_train("x_", ".npy"), " (npy layout)"));
 }
 
 absl::StatusOr<Dataset> SelectChannels(const Dataset& dataset,

@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::NpyImage;
 using testing::RandomFloats;
 using testing::RawBytes;
@@ -341,9 +342,26 @@ TEST(LoadDatasetTest, UnknownFolderListsWhatWasLookedFor) {
   ASSERT_FALSE(dataset.ok());
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(dataset.status().message(), HasSubstr("X_test.f32"));
+  EXPECT_THAT(dataset.status().message(),
+              HasSubstr("X_test.f32 or X_train.f32"));
   EXPECT_THAT(dataset.status().message(), HasSubstr("test/Inertial Signals/"));
   EXPECT_THAT(dataset.status().message(), HasSubstr("UCI HAR Dataset/"));
   EXPECT_THAT(dataset.status().message(), HasSubstr("x_test.npy"));
+}
+
+TEST(LoadDatasetTest, TrainSplitListsEachCandidateOnce) {
+  const std::string dir = TestDir();
+  WriteFile(dir + "/README.txt", "nothing here");
+  absl::StatusOr<Dataset> dataset = LoadDataset(dir, "train");
+  ASSERT_FALSE(dataset.ok());
+  EXPECT_EQ(dataset.status().code(), absl::StatusCode::kNotFound);
+  const std::string message(dataset.status().message());
+  EXPECT_THAT(message, HasSubstr("looked for X_train.f32 (binary layout), "
+                                 "train/Inertial Signals/ here or under"));
+  EXPECT_THAT(message, HasSubstr("x_train.npy (npy layout)"));
+  EXPECT_THAT(message, Not(HasSubstr(" or X_train.f32")));
+  EXPECT_THAT(message, Not(HasSubstr(" or train/Inertial Signals/")));
+  EXPECT_THAT(message, Not(HasSubstr(" or x_train.npy")));
 }
 
 TEST(LoadDatasetTest, ActivityLabelsMayContainSpacesButNeedAnId) {
