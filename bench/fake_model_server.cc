@@ -1,7 +1,7 @@
 // harmamba-fake-server: the real serving stack (HarmambaServer, batcher,
 // service) around a stand-in model that costs a configurable time per window
 // (spinning one core), for measuring the serving layer's own overhead with
-// harmamba-loadgen. Not for production.
+// `harmamba loadgen`. Not for production.
 #include <pthread.h>
 
 #include <csignal>
