@@ -60,6 +60,10 @@ int RunClient(const std::vector<std::string>& args, std::ostream& out,
 //   [--warmup-s S] [--json-out FILE] [--csv-out FILE] ... (tools/loadgen.h)
 int RunLoadgenCommand(const std::vector<std::string>& args, std::ostream& out,
                       std::ostream& err);
+// harmamba health [--target HOST:PORT] [--service NAME] [--timeout-ms MS]
+// Exit 0 only when the server reports SERVING.
+int RunHealth(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err);
 #endif  // HARMAMBA_CLI_HAS_GRPC
 
 }  // namespace harmamba::cli

@@ -31,6 +31,8 @@ constexpr Command kCommands[] = {
      "StreamClassify)."},
     {"loadgen", &RunLoadgenCommand,
      "Load a running server; throughput, latency percentiles, errors."},
+    {"health", &RunHealth,
+     "gRPC health check of a running server (exit 0 when SERVING)."},
 #endif
 };
 

@@ -372,6 +372,24 @@ TEST_F(ClientLoadgenTest, TlsWithAPrivateCertificateAuthority) {
   EXPECT_EQ(run.exit_code, 1);
 }
 
+TEST_F(ClientLoadgenTest, HealthIsServingUntilShutdown) {
+  StartServer();
+  CommandRun run = Harmamba({"health", "--target", target_});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "SERVING\n");
+  run = Harmamba({"health", "--target", target_, "--service",
+                  HarmambaServer::kServiceName});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  run =
+      Harmamba({"health", "--target", target_, "--service", "no.such.Service"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("NOT_FOUND"));
+  server_->Shutdown(absl::ZeroDuration());
+  run = Harmamba({"health", "--target", target_, "--timeout-ms", "2000"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "");
+}
+
 // --- harmamba loadgen ---
 
 json Loadgen(const std::vector<std::string>& args, const fs::path& dir) {
