@@ -591,11 +591,14 @@ std::string ReportTable(const LoadgenReport& report) {
                                   absl::FormatDuration(o.warmup),
                                   absl::FormatDuration(o.duration)));
   const bool open_loop = o.mode != LoadMode::kStream && !o.rates.empty();
+  // Stream mode: the number of streams, not a rate (each lasts the level).
+  const bool streams = o.mode == LoadMode::kStream;
   absl::StrAppend(
       &text, absl::StrFormat("%-12s %11s %9s %9s %9s %9s %9s %9s %6s %6s  %s\n",
                              open_loop ? "rate/s" : "concurrency", "windows/s",
-                             "calls/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms",
-                             "max ms", "lg cpu", "sv cpu", "errors"));
+                             streams ? "streams" : "calls/s", "p50 ms",
+                             "p90 ms", "p95 ms", "p99 ms", "max ms", "lg cpu",
+                             "sv cpu", "errors"));
   for (const LevelResult& r : report.levels) {
     std::string errors = Codes(r.calls_by_code, /*skip_ok=*/true);
     if (!r.window_errors_by_code.empty()) {
@@ -608,9 +611,11 @@ std::string ReportTable(const LoadgenReport& report) {
             "%-12s %11.1f %9.1f %9.3f %9.3f %9.3f %9.3f %9.3f %6s %6s  %s\n",
             open_loop ? absl::StrFormat("%g", r.rate)
                       : absl::StrCat(r.concurrency),
-            r.windows_per_s, r.calls_per_s, r.latency_ms.p50, r.latency_ms.p90,
-            r.latency_ms.p95, r.latency_ms.p99, r.latency_ms.max,
-            Cores(r.loadgen_cpu_cores), Cores(r.server_cpu_cores), errors));
+            r.windows_per_s,
+            streams ? static_cast<double>(r.calls) : r.calls_per_s,
+            r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p95,
+            r.latency_ms.p99, r.latency_ms.max, Cores(r.loadgen_cpu_cores),
+            Cores(r.server_cpu_cores), errors));
   }
   return text;
 }
