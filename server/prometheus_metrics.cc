@@ -166,7 +166,9 @@ std::vector<prometheus::MetricFamily> CollectProcessMetrics() {
     auto field = [&fields](int number) -> double {  // 1-based, as in proc(5)
       double value = 0;
       const size_t index = static_cast<size_t>(number - 3);
-      if (index < fields.size()) absl::SimpleAtod(fields[index], &value);
+      if (index >= fields.size() || !absl::SimpleAtod(fields[index], &value)) {
+        return 0.0;
+      }
       return value;
     };
     const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));

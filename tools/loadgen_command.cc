@@ -1,4 +1,5 @@
 // harmamba loadgen: load a running harmamba-server and measure it.
+#include <cmath>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -28,7 +29,7 @@ absl::StatusOr<std::vector<T>> ParseList(const std::string& flag,
     if constexpr (std::is_integral_v<T>) {
       parsed = absl::SimpleAtoi(part, &value);
     } else {
-      parsed = absl::SimpleAtod(part, &value);
+      parsed = absl::SimpleAtod(part, &value) && std::isfinite(value);
     }
     if (!parsed || value < min || value > max) {
       return absl::InvalidArgumentError(

@@ -273,6 +273,30 @@ TEST_F(ClientLoadgenTest, StreamsARecordingAndPrintsEachWindow) {
   EXPECT_EQ(Metric("harmamba_active_streams", {{"model", "fake"}}), 0);
 }
 
+TEST_F(ClientLoadgenTest, AStreamEndedByAModelFailureCountsSkippedWindows) {
+  StartServer();
+  backend_->set_hook(
+      [](int64_t) { return absl::InternalError("the model broke"); });
+  // One chunk of 100 samples: all 11 windows are cut at once, and all fail.
+  const std::string path = WriteCsv("rec.csv", RandomSamples(100, 9));
+  const CommandRun run =
+      Harmamba({"client", "--target", target_, "--input", path, "--rpc",
+                "stream", "--pace", "fast", "--chunk", "100"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("INTERNAL"));
+  EXPECT_EQ(run.out, "");
+  ASSERT_TRUE(
+      WaitFor([&] { return Requests("StreamClassify", "INTERNAL") == 1; }));
+  EXPECT_EQ(Metric("harmamba_stream_windows_sent_total", {{"model", "fake"}}),
+            0);
+  EXPECT_EQ(
+      Metric("harmamba_stream_windows_skipped_total", {{"model", "fake"}}), 11);
+  EXPECT_GE(Metric("harmamba_model_run_failures_total", {{"model", "fake"}}),
+            1);
+  EXPECT_EQ(Predictions(), 0);
+  EXPECT_EQ(Metric("harmamba_active_streams", {{"model", "fake"}}), 0);
+}
+
 TEST_F(ClientLoadgenTest, StreamAtRealTimePaceTakesTheRecordingsDuration) {
   StartServer();
   // 60 samples at 200 Hz: 0.3 s of recording, 6 chunks of 10.

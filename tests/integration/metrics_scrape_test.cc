@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -157,7 +158,7 @@ int NumberAfter(const std::string& line, const std::string& marker) {
   int value = 0;
   const size_t start = at + marker.size();
   const size_t end = line.find_first_not_of("0123456789", start);
-  absl::SimpleAtoi(line.substr(start, end - start), &value);
+  if (!absl::SimpleAtoi(line.substr(start, end - start), &value)) return 0;
   return value;
 }
 
@@ -226,7 +227,9 @@ double Scalar(const std::string& promql) {
   const json result = Query(promql);
   if (result.size() != 1) return std::nan("");
   double value = std::nan("");
-  absl::SimpleAtod(result[0]["value"][1].get<std::string>(), &value);
+  if (!absl::SimpleAtod(result[0]["value"][1].get<std::string>(), &value)) {
+    return std::nan("");
+  }
   return value;
 }
 
