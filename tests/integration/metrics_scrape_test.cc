@@ -584,5 +584,68 @@ TEST_F(MetricsScrapeTest, EveryDashboardQueryReturnsData) {
   EXPECT_FALSE(Query("harmamba_model_info").empty());
 }
 
+// --- The metrics port, without Prometheus ---
+
+class MetricsPortTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / "metrics_port_test";
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_TRUE(SaveModelFile(InitModel(TestConfig(), /*seed=*/4),
+                              (dir_ / "m.safetensors").string())
+                    .ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(MetricsPortTest, APortInUseIsLoggedAndTheServerStillServes) {
+  // Hold a listening socket on a loopback port.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+            0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const int taken = ntohs(address.sin_port);
+
+  Child server;
+  ASSERT_TRUE(server.Spawn(
+      {HARMAMBA_SERVER_BINARY, "--model_dir=" + dir_.string(),
+       "--address=127.0.0.1:0",
+       absl::StrCat("--metrics_address=127.0.0.1:", taken), "--threads=1"}));
+  std::string line;
+  ASSERT_TRUE(server.ReadUntil("listening on", &line)) << server.log();
+  EXPECT_THAT(server.log(), ::testing::HasSubstr("not serving metrics"));
+  EXPECT_THAT(server.log(),
+              ::testing::HasSubstr(absl::StrCat("127.0.0.1:", taken)));
+  auto stub = v1::ActivityClassifier::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", NumberAfter(line, "(port ")),
+      grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::ListModelsResponse models;
+  EXPECT_TRUE(stub->ListModels(&context, {}, &models).ok());
+  const int status = server.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  close(fd);
+}
+
+TEST_F(MetricsPortTest, AnEmptyAddressServesNoMetrics) {
+  Child server;
+  ASSERT_TRUE(server.Spawn(
+      {HARMAMBA_SERVER_BINARY, "--model_dir=" + dir_.string(),
+       "--address=127.0.0.1:0", "--metrics_address=", "--threads=1"}));
+  std::string line;
+  ASSERT_TRUE(server.ReadUntil("listening on", &line)) << server.log();
+  EXPECT_THAT(server.log(), ::testing::Not(::testing::HasSubstr("/metrics")));
+  EXPECT_THAT(server.log(),
+              ::testing::Not(::testing::HasSubstr("not serving metrics")));
+  EXPECT_EQ(server.Stop(SIGTERM), 0);
+}
+
 }  // namespace
 }  // namespace harmamba
