@@ -1,7 +1,7 @@
 // harmamba-fake-server: the real serving stack (HarmambaServer, batcher,
 // service) around a stand-in model that costs a configurable time per window
 // (spinning one core), for measuring the serving layer's own overhead with
-// harmamba-loadgen. Not for production.
+// `harmamba loadgen`. Not for production.
 #include <pthread.h>
 
 #include <csignal>
@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "model/backend.h"
+#include "server/metrics_http.h"
 #include "server/model_registry.h"
+#include "server/prometheus_metrics.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051", "host:port to listen on.");
@@ -27,6 +29,9 @@ ABSL_FLAG(double, cost_us_per_window, 0,
 ABSL_FLAG(int, max_batch_size, 64, "As harmamba-server.");
 ABSL_FLAG(double, max_queue_delay_ms, 0.0, "As harmamba-server.");
 ABSL_FLAG(int64_t, queue_capacity, 8192, "As harmamba-server.");
+ABSL_FLAG(std::string, metrics_address, "",
+          "As harmamba-server, but off by default: with it, the server records "
+          "Prometheus metrics (to measure their cost).");
 
 namespace {
 
@@ -92,7 +97,26 @@ int main(int argc, char** argv) {
   options.batcher.max_queue_delay =
       absl::Microseconds(1000 * absl::GetFlag(FLAGS_max_queue_delay_ms));
   options.batcher.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
-  auto server = harmamba::HarmambaServer::Start(std::move(*registry), options);
+  harmamba::PrometheusMetrics metrics;
+  std::unique_ptr<harmamba::MetricsHttpServer> metrics_http;
+  const std::string metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!metrics_address.empty()) {
+    harmamba::ModelDescription description;
+    description.name = config.name;
+    description.classes = config.classes;
+    metrics.AddModel(description);
+    auto started = harmamba::MetricsHttpServer::Start(
+        metrics_address, [&metrics] { return metrics.Exposition(); },
+        harmamba::PrometheusMetrics::kContentType);
+    if (!started.ok()) {
+      std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    metrics_http = std::move(*started);
+  }
+  auto server = harmamba::HarmambaServer::Start(
+      std::move(*registry), options, /*clock=*/nullptr,
+      metrics_address.empty() ? nullptr : &metrics);
   if (!server.ok()) {
     std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
     return 1;

@@ -1,6 +1,7 @@
 #include "server/classifier_service.h"
 
 #include <chrono>
+#include <deque>
 #include <limits>
 #include <map>
 #include <optional>
@@ -26,10 +27,11 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 }
 
 void FillClassification(const ServedModel& model, const float* logits,
-                        v1::Classification* out) {
+                        MetricsRecorder* metrics, v1::Classification* out) {
   const ModelConfig& config = model.config();
   ClassScores scores =
       ScoreLogits(absl::MakeConstSpan(logits, config.num_classes()));
+  metrics->RecordPrediction(model.name, config.classes[scores.class_index]);
   out->set_class_index(scores.class_index);
   out->set_label(config.classes[scores.class_index]);
   out->mutable_probabilities()->Add(scores.probabilities.begin(),
@@ -149,6 +151,11 @@ class ActivityClassifierService::StreamCall final
     writing_ = false;
     if (!ok) {
       StopLocked(0, absl::CancelledError("the client stopped receiving"));
+    } else if (route_) {
+      ++windows_sent_;
+      service_->metrics_->RecordStreamResultSent(
+          route_->model->name,
+          service_->clock_->Now() - write_last_sample_arrival_);
     }
     AdvanceLocked();
   }
@@ -167,6 +174,10 @@ class ActivityClassifierService::StreamCall final
       service->metrics_->RecordStreamFinished(
           route_ ? route_->model->name : "", final_code_, windows_written_,
           windower_ ? windower_->samples_received() : 0);
+      if (route_ && windower_->windows_cut() > windows_sent_) {
+        service->metrics_->RecordStreamWindowsSkipped(
+            route_->model->name, windower_->windows_cut() - windows_sent_);
+      }
       service->metrics_->RecordRpc(
           "StreamClassify", route_ ? route_->model->name : "", final_code_,
           service->clock_->Now() - start_);
@@ -264,7 +275,15 @@ class ActivityClassifierService::StreamCall final
         const v1::SampleChunk& chunk = read_.chunk();
         absl::Status status = CheckChunk(chunk.samples(), chunk.num_channels(),
                                          route_->model->config(), "chunk");
+        const int64_t received_before = windower_->samples_received();
         if (status.ok()) status = windower_->Append(chunk.samples());
+        if (status.ok() && windower_->samples_received() > received_before) {
+          chunk_arrivals_.push_back(
+              {windower_->samples_received(), service_->clock_->Now()});
+          service_->metrics_->RecordStreamSamples(
+              route_->model->name,
+              windower_->samples_received() - received_before);
+        }
         if (!status.ok()) {
           StopLocked(cut, absl::InvalidArgumentError(
                               absl::StrCat("stream message ", message_index,
@@ -285,8 +304,20 @@ class ActivityClassifierService::StreamCall final
     return in_flight_ + static_cast<int64_t>(results_.size());
   }
 
+  // When the sample before `end_sample` arrived. Windows are cut in order,
+  // so chunks that end before it are not needed again.
+  absl::Time LastSampleArrivalLocked(int64_t end_sample)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (chunk_arrivals_.size() > 1 &&
+           chunk_arrivals_.front().samples_after < end_sample) {
+      chunk_arrivals_.pop_front();
+    }
+    return chunk_arrivals_.empty() ? service_->clock_->Now()
+                                   : chunk_arrivals_.front().time;
+  }
+
   void OnWindowDone(int64_t index, int64_t start, int64_t end,
-                    TaskResult result) {
+                    absl::Time last_sample_arrival, TaskResult result) {
     {
       absl::MutexLock lock(&mu_);
       --in_flight_;
@@ -294,14 +325,15 @@ class ActivityClassifierService::StreamCall final
       if (!status.ok()) {
         StopLocked(index, status);
       } else if (index < stop_index_) {
-        v1::StreamClassifyResponse response;
-        v1::WindowResult* window = response.mutable_window();
+        PendingResult pending;
+        pending.last_sample_arrival = last_sample_arrival;
+        v1::WindowResult* window = pending.response.mutable_window();
         window->set_window_index(index);
         window->set_start_sample(start);
         window->set_end_sample(end);
         FillClassification(*route_->model, result.logits.data(),
-                           window->mutable_result());
-        results_.emplace(index, std::move(response));
+                           service_->metrics_, window->mutable_result());
+        results_.emplace(index, std::move(pending));
       }
       AdvanceLocked();
     }
@@ -324,8 +356,10 @@ class ActivityClassifierService::StreamCall final
       task.deadline = deadline_;
       task.cancelled = &cancelled_;
       task.done = [this, index = window.index, start = window.start_sample,
-                   end = window.end_sample](TaskResult result) {
-        OnWindowDone(index, start, end, std::move(result));
+                   end = window.end_sample,
+                   arrival = LastSampleArrivalLocked(window.end_sample)](
+                      TaskResult result) {
+        OnWindowDone(index, start, end, arrival, std::move(result));
       };
       Ref();
       if (absl::Status s = route_->batcher->Schedule(std::move(task));
@@ -344,7 +378,8 @@ class ActivityClassifierService::StreamCall final
     // 2. Write the next result, in window order.
     if (!writing_ && !results_.empty() &&
         results_.begin()->first == next_to_write_) {
-      write_ = std::move(results_.begin()->second);
+      write_ = std::move(results_.begin()->second.response);
+      write_last_sample_arrival_ = results_.begin()->second.last_sample_arrival;
       results_.erase(results_.begin());
       ++next_to_write_;
       ++windows_written_;
@@ -380,6 +415,17 @@ class ActivityClassifierService::StreamCall final
     }
   }
 
+  // A result waiting for its turn to be written.
+  struct PendingResult {
+    v1::StreamClassifyResponse response;
+    absl::Time last_sample_arrival;
+  };
+  // Samples received after a chunk, and when it arrived.
+  struct ChunkArrival {
+    int64_t samples_after;
+    absl::Time time;
+  };
+
   ActivityClassifierService* const service_;
   const absl::Time deadline_;
   const absl::Time start_;
@@ -393,11 +439,15 @@ class ActivityClassifierService::StreamCall final
   v1::StreamClassifyRequest read_ ABSL_GUARDED_BY(mu_);
   v1::StreamClassifyResponse write_ ABSL_GUARDED_BY(mu_);
   // Completed results waiting for their turn, by window index.
-  std::map<int64_t, v1::StreamClassifyResponse> results_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, PendingResult> results_ ABSL_GUARDED_BY(mu_);
+  // Chunks that may hold the last sample of windows not cut yet.
+  std::deque<ChunkArrival> chunk_arrivals_ ABSL_GUARDED_BY(mu_);
+  absl::Time write_last_sample_arrival_ ABSL_GUARDED_BY(mu_);
   int64_t messages_read_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_to_write_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t windows_written_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t windows_written_ ABSL_GUARDED_BY(mu_) = 0;  // writes started
+  int64_t windows_sent_ ABSL_GUARDED_BY(mu_) = 0;     // writes completed
   int64_t stop_index_ ABSL_GUARDED_BY(mu_) = kNotStopped;
   absl::Status stop_status_ ABSL_GUARDED_BY(mu_);
   absl::StatusCode final_code_ ABSL_GUARDED_BY(mu_) =
@@ -518,6 +568,7 @@ grpc::ServerUnaryReactor* ActivityClassifierService::Classify(
   if (absl::Status s = CheckWindow(window.samples(), window.num_channels(),
                                    model->config(), "window");
       !s.ok()) {
+    metrics_->RecordRefused(model->name, Lane::kInteractive, s.code(), 1);
     call->Reply(s, model->name);
     return call;
   }
@@ -526,10 +577,10 @@ grpc::ServerUnaryReactor* ActivityClassifierService::Classify(
   task.windows = {window.samples().data()};
   task.deadline = DeadlineOf(*context);
   task.cancelled = call->cancelled();
-  task.done = [call, response, model](TaskResult result) {
+  task.done = [call, response, model, metrics = metrics_](TaskResult result) {
     const absl::Status status = result.FirstError();
     if (status.ok()) {
-      FillClassification(*model, result.logits.data(),
+      FillClassification(*model, result.logits.data(), metrics,
                          response->mutable_result());
     }
     call->Reply(status, model->name);
@@ -584,17 +635,22 @@ grpc::ServerUnaryReactor* ActivityClassifierService::ClassifyBatch(
     task.windows.push_back(window.samples().data());
     slots.push_back(i);
   }
+  if (const int invalid = n - static_cast<int>(task.windows.size());
+      invalid > 0) {
+    metrics_->RecordRefused(model->name, Lane::kBulk,
+                            absl::StatusCode::kInvalidArgument, invalid);
+  }
   if (task.windows.empty()) {
     call->Reply(absl::OkStatus(), model->name);
     return call;
   }
-  task.done = [call, response, model,
+  task.done = [call, response, model, metrics = metrics_,
                slots = std::move(slots)](TaskResult result) {
     const int k = result.num_classes;
     for (size_t j = 0; j < slots.size(); ++j) {
       v1::WindowOutcome* outcome = response->mutable_outcomes(slots[j]);
       if (result.window_status[j].ok()) {
-        FillClassification(*model, &result.logits[j * k],
+        FillClassification(*model, &result.logits[j * k], metrics,
                            outcome->mutable_result());
       } else {
         FillWindowStatus(result.window_status[j], outcome->mutable_error());

@@ -1,12 +1,14 @@
 // harmamba-server: serves every model file of a directory over gRPC.
 //
 // Thin: parses flags, loads the models (LoadModelFile + CreateCpuEngine),
-// starts the server, and shuts it down gracefully on SIGTERM or SIGINT.
+// serves Prometheus metrics, starts the server, and shuts it down gracefully
+// on SIGTERM or SIGINT.
 #include <pthread.h>
 
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,10 +21,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "model/cpu_engine.h"
 #include "model/model_file.h"
 #include "model/status_macros.h"
+#include "server/metrics_http.h"
 #include "server/model_registry.h"
+#include "server/prometheus_metrics.h"
 #include "server/server.h"
 
 #ifndef HARMAMBA_DEFAULT_MODEL_DIR
@@ -75,8 +80,10 @@ ABSL_FLAG(int, stream_backlog, 64,
 ABSL_FLAG(double, shutdown_grace_s, 10.0,
           "On SIGTERM/SIGINT: seconds to finish accepted work before the "
           "server stops.");
-ABSL_FLAG(std::string, metrics_address, "",
-          "host:port for Prometheus /metrics (accepted; not served yet).");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
+          "host:port serving Prometheus metrics at /metrics over HTTP (port 0 "
+          "picks a free port). Empty: no metrics. If the port cannot be "
+          "opened the server logs it and serves without metrics.");
 
 namespace {
 
@@ -150,11 +157,6 @@ int main(int argc, char** argv) {
                  grace);
     return 2;
   }
-  if (!absl::GetFlag(FLAGS_metrics_address).empty()) {
-    std::fprintf(stderr,
-                 "harmamba-server: --metrics_address is accepted but metrics "
-                 "are not served yet\n");
-  }
 
   // Every thread started from here on inherits the blocked signals, so that
   // only sigwait() below receives them.
@@ -165,13 +167,18 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const int threads = absl::GetFlag(FLAGS_threads);
-  harmamba::BackendFactory factory = [threads](const std::string& path)
+  std::map<std::string, absl::Duration> load_times;  // by file path
+  harmamba::BackendFactory factory = [threads,
+                                      &load_times](const std::string& path)
       -> absl::StatusOr<std::unique_ptr<ModelBackend>> {
+    const absl::Time start = absl::Now();
     ASSIGN_OR_RETURN(harmamba::ModelWeights weights,
                      harmamba::LoadModelFile(path));
     harmamba::CpuEngineOptions engine_options;
     engine_options.num_threads = threads;
-    return harmamba::CreateCpuEngine(weights, engine_options);
+    auto backend = harmamba::CreateCpuEngine(weights, engine_options);
+    load_times[path] = absl::Now() - start;
+    return backend;
   };
   const std::string model_dir = ModelDir();
   absl::StatusOr<std::unique_ptr<harmamba::ModelRegistry>> registry =
@@ -198,8 +205,42 @@ int main(int argc, char** argv) {
         model.get() == &(*registry)->default_model() ? " [default]" : "");
   }
 
+  // Metrics: must outlive the server, which records into them.
+  harmamba::PrometheusMetrics metrics;
+  for (const auto& model : (*registry)->models()) {
+    harmamba::ModelDescription description;
+    description.name = model->name;
+    description.version = model->config().version;
+    description.backend = model->backend->description();
+    description.classes = model->config().classes;
+    description.load_time = load_times[model->path];
+    description.queue_capacity = options->batcher.queue_capacity;
+    metrics.AddModel(description);
+  }
+  std::unique_ptr<harmamba::MetricsHttpServer> metrics_http;
+  if (const std::string address = absl::GetFlag(FLAGS_metrics_address);
+      !address.empty()) {
+    absl::StatusOr<std::unique_ptr<harmamba::MetricsHttpServer>> started =
+        harmamba::MetricsHttpServer::Start(
+            address, [&metrics] { return metrics.Exposition(); },
+            harmamba::PrometheusMetrics::kContentType);
+    if (started.ok()) {
+      metrics_http = std::move(*started);
+      std::fprintf(stderr,
+                   "harmamba-server: metrics at http://%s/metrics (metrics "
+                   "port %d)\n",
+                   address.c_str(), metrics_http->port());
+    } else {
+      std::fprintf(stderr,
+                   "harmamba-server: WARNING: not serving metrics: "
+                   "--metrics_address: %s; serving without /metrics\n",
+                   started.status().ToString().c_str());
+    }
+  }
+
   absl::StatusOr<std::unique_ptr<harmamba::HarmambaServer>> server =
-      harmamba::HarmambaServer::Start(std::move(*registry), *options);
+      harmamba::HarmambaServer::Start(std::move(*registry), *options,
+                                      /*clock=*/nullptr, &metrics);
   if (!server.ok()) {
     std::fprintf(stderr, "harmamba-server: %s\n",
                  server.status().ToString().c_str());
@@ -215,6 +256,7 @@ int main(int argc, char** argv) {
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
                absl::GetFlag(FLAGS_shutdown_grace_s));
   (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_s)));
+  if (metrics_http != nullptr) metrics_http->Stop();
   std::fprintf(stderr, "harmamba-server: stopped\n");
   return 0;
 }

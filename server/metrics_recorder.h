@@ -58,6 +58,8 @@ class MetricsRecorder {
                               int64_t windows, int64_t queued_windows) {}
   // A task was refused at admission with `code` (RESOURCE_EXHAUSTED: queue
   // full or deadline unmeetable; DEADLINE_EXCEEDED; UNAVAILABLE: shutdown).
+  // The handlers also report here, with INVALID_ARGUMENT, the windows they
+  // refuse as malformed before they reach a batcher.
   virtual void RecordRefused(absl::string_view model, Lane lane,
                              absl::StatusCode code, int64_t windows) {}
 
@@ -77,12 +79,32 @@ class MetricsRecorder {
   virtual void RecordModelRun(absl::string_view model, int64_t rows,
                               absl::Duration duration, absl::StatusCode code) {}
 
+  // --- Results ---
+  // One window's result was produced (for any RPC); `label` is the predicted
+  // class, one of the model's classes.
+  virtual void RecordPrediction(absl::string_view model,
+                                absl::string_view label) {}
+
   // --- Streams ---
+  // A stream was configured for `model` (its first message resolved a model).
   virtual void RecordStreamStarted(absl::string_view model) {}
   // A stream ended with `code` after `windows` results and `samples` samples.
+  // Called for every stream; `model` is empty exactly when
+  // RecordStreamStarted() was not called for it.
   virtual void RecordStreamFinished(absl::string_view model,
                                     absl::StatusCode code, int64_t windows,
                                     int64_t samples) {}
+  // A chunk of `samples` samples passed its checks and was appended.
+  virtual void RecordStreamSamples(absl::string_view model, int64_t samples) {}
+  // A window's result was written to the client, `lag` after the last sample
+  // of that window was received.
+  virtual void RecordStreamResultSent(absl::string_view model,
+                                      absl::Duration lag) {}
+  // At the end of a stream: windows it cut whose results were never written
+  // (the stream ended first: an error, a cancellation, shutdown). Not called
+  // when there are none.
+  virtual void RecordStreamWindowsSkipped(absl::string_view model,
+                                          int64_t windows) {}
   // The server stopped reading a stream because its backlog was full.
   virtual void RecordStreamBackpressure(absl::string_view model) {}
 };

@@ -61,7 +61,10 @@ absl::StatusOr<std::unique_ptr<HarmambaServer>> HarmambaServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(options.address,
+                           options.credentials != nullptr
+                               ? options.credentials
+                               : grpc::InsecureServerCredentials(),
                            &server->port_);
   // Fail on a port another process already serves instead of silently
   // sharing its traffic (gRPC sets SO_REUSEPORT by default).

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "server/batcher.h"
 #include "server/classifier_service.h"
@@ -32,6 +33,9 @@ struct ServerOptions {
   // RESOURCE_EXHAUSTED. The default holds a ClassifyBatch of 4096 UCI-HAR
   // windows (4096 x 128 x 9 floats = 18.9 MB) with room to spare.
   int max_message_bytes = 32 << 20;
+  // How clients authenticate the server (e.g. grpc::SslServerCredentials for
+  // TLS). nullptr: plaintext (grpc::InsecureServerCredentials()).
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 
   absl::Status Validate() const;
 };

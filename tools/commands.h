@@ -47,6 +47,25 @@ int RunInit(const std::vector<std::string>& args, std::ostream& out,
 int RunEval(const std::vector<std::string>& args, std::ostream& out,
             std::ostream& err);
 
+#ifdef HARMAMBA_CLI_HAS_GRPC
+// harmamba client --input FILE [--target HOST:PORT] [--rpc batch|classify|
+//   stream] [--model NAME] [--batch N] [--pace realtime|fast] [--chunk N]
+//   [--hop N] [--sample-rate-hz HZ] [--deadline-ms MS] [--tls] [--tls-ca FILE]
+//   [--tls-server-name NAME] [--json]
+int RunClient(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err);
+
+// harmamba loadgen [--target HOST:PORT] [--mode unary|batch|stream]
+//   [--concurrency N,...] [--rate R,...] [--batch-size N] [--duration-s S]
+//   [--warmup-s S] [--json-out FILE] [--csv-out FILE] ... (tools/loadgen.h)
+int RunLoadgenCommand(const std::vector<std::string>& args, std::ostream& out,
+                      std::ostream& err);
+// harmamba health [--target HOST:PORT] [--service NAME] [--timeout-ms MS]
+// Exit 0 only when the server reports SERVING.
+int RunHealth(const std::vector<std::string>& args, std::ostream& out,
+              std::ostream& err);
+#endif  // HARMAMBA_CLI_HAS_GRPC
+
 }  // namespace harmamba::cli
 
 #endif  // HARMAMBA_TOOLS_COMMANDS_H_

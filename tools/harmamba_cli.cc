@@ -25,6 +25,15 @@ constexpr Command kCommands[] = {
     {"eval", &RunEval,
      "Accuracy, F1 and confusion matrix on a labelled dataset split."},
     {"init", &RunInit, "Write a freshly initialised model from a JSON config."},
+#ifdef HARMAMBA_CLI_HAS_GRPC
+    {"client", &RunClient,
+     "Classify a file with a running server (Classify, ClassifyBatch, "
+     "StreamClassify)."},
+    {"loadgen", &RunLoadgenCommand,
+     "Load a running server; throughput, latency percentiles, errors."},
+    {"health", &RunHealth,
+     "gRPC health check of a running server (exit 0 when SERVING)."},
+#endif
 };
 
 const Command* FindCommand(const std::string& name) {
@@ -40,7 +49,7 @@ std::string MainUsage() {
   std::string usage =
       "Usage: harmamba COMMAND [flags]\n"
       "\n"
-      "Offline tools for HARMamba activity-recognition models.\n"
+      "Tools for HARMamba activity-recognition models.\n"
       "\n"
       "Commands:\n";
   for (const Command& command : kCommands) {
