@@ -1,6 +1,7 @@
 #include "tools/flag_parser.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <utility>
 
@@ -88,6 +89,22 @@ void FlagParser::AddInt(const std::string& name, const std::string& value_name,
   flags_.push_back(std::move(flag));
 }
 
+void FlagParser::AddDouble(const std::string& name,
+                           const std::string& value_name,
+                           const std::string& help, double* target,
+                           double min_value, double max_value) {
+  Flag flag;
+  flag.name = name;
+  flag.value_name = value_name;
+  flag.help = help;
+  flag.kind = Kind::kDouble;
+  flag.min_double = min_value;
+  flag.max_double = max_value;
+  flag.double_target = target;
+  flag.default_text = absl::StrCat(*target);
+  flags_.push_back(std::move(flag));
+}
+
 void FlagParser::AddBool(const std::string& name, const std::string& help,
                          bool* target) {
   Flag flag;
@@ -135,6 +152,20 @@ absl::Status FlagParser::SetValue(Flag& flag, const std::string& value) {
                                " and ", flag.max_value, ", got ", parsed));
       }
       *flag.int_target = parsed;
+      return absl::OkStatus();
+    }
+    case Kind::kDouble: {
+      double parsed = 0.0;
+      if (!absl::SimpleAtod(value, &parsed) || !std::isfinite(parsed)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dashed, ": expected a number, got '", value, "'"));
+      }
+      if (parsed < flag.min_double || parsed > flag.max_double) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dashed, ": must be between ", flag.min_double, " and ",
+                         flag.max_double, ", got ", value));
+      }
+      *flag.double_target = parsed;
       return absl::OkStatus();
     }
     case Kind::kBool: {

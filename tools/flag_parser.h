@@ -49,6 +49,10 @@ class FlagParser {
   void AddInt(const std::string& name, const std::string& value_name,
               const std::string& help, int64_t* target, int64_t min_value,
               int64_t max_value);
+  // A finite decimal number in [min_value, max_value].
+  void AddDouble(const std::string& name, const std::string& value_name,
+                 const std::string& help, double* target, double min_value,
+                 double max_value);
   void AddBool(const std::string& name, const std::string& help, bool* target);
 
   // Parses `args` (the arguments after the command name). InvalidArgument on
@@ -70,7 +74,7 @@ class FlagParser {
   const std::string& command() const { return command_; }
 
  private:
-  enum class Kind { kString, kChoice, kInt, kBool };
+  enum class Kind { kString, kChoice, kInt, kDouble, kBool };
   struct Flag {
     std::string name;
     std::string value_name;
@@ -82,6 +86,9 @@ class FlagParser {
     int64_t max_value = 0;
     std::string* string_target = nullptr;
     int64_t* int_target = nullptr;
+    double min_double = 0.0;
+    double max_double = 0.0;
+    double* double_target = nullptr;
     bool* bool_target = nullptr;
     std::string default_text;  // shown in the usage text; empty = none
     bool seen = false;

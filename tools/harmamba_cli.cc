@@ -25,6 +25,8 @@ constexpr Command kCommands[] = {
     {"eval", &RunEval,
      "Accuracy, F1 and confusion matrix on a labelled dataset split."},
     {"init", &RunInit, "Write a freshly initialised model from a JSON config."},
+    {"train", &RunTrain,
+     "Train a model on a labelled dataset; writes a servable file."},
 };
 
 const Command* FindCommand(const std::string& name) {
