@@ -18,6 +18,15 @@ std::string OpenBlasCoreName() {
   return name ? name : "";
 }
 
+bool SetOpenBlasNumThreads(int num_threads) {
+  using SetThreadsFn = void (*)(int);
+  auto fn = reinterpret_cast<SetThreadsFn>(
+      dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (fn == nullptr) return false;
+  fn(num_threads);
+  return true;
+}
+
 void ReexecWithTunedOpenBlasIfNeeded(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr ||
       std::getenv("HARMAMBA_NO_BLAS_TUNING") != nullptr) {

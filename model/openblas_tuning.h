@@ -24,6 +24,13 @@ void ReexecWithTunedOpenBlasIfNeeded(char** argv);
 // not loaded.
 std::string OpenBlasCoreName();
 
+// Sets the number of threads OpenBLAS's own thread pool uses for one BLAS
+// call (openblas_set_num_threads) and returns true; returns false, doing
+// nothing, if OpenBLAS is not loaded. LibTorch's at::set_num_threads does not
+// reach OpenBLAS, whose pool otherwise uses every core: on a shared, loaded
+// machine its spinning threads slow a 1-thread training run ~1.6x.
+bool SetOpenBlasNumThreads(int num_threads);
+
 }  // namespace harmamba
 
 #endif  // HARMAMBA_MODEL_OPENBLAS_TUNING_H_

@@ -66,6 +66,13 @@ int RunHealth(const std::vector<std::string>& args, std::ostream& out,
               std::ostream& err);
 #endif  // HARMAMBA_CLI_HAS_GRPC
 
+// harmamba train --data PATH --out FILE [--epochs N] [--batch N] [--lr X]
+//   [--seed N] [--channels A,B,C] [--val-subjects ID,... | --val-count K]
+//   [--checkpoint-dir DIR] [--resume] [--stop-after N] [--threads N]
+//   [--device cpu|cuda] [--path auto|fast|reference] [--name NAME] ...
+int RunTrain(const std::vector<std::string>& args, std::ostream& out,
+             std::ostream& err);
+
 }  // namespace harmamba::cli
 
 #endif  // HARMAMBA_TOOLS_COMMANDS_H_

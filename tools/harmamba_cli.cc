@@ -34,6 +34,8 @@ constexpr Command kCommands[] = {
     {"health", &RunHealth,
      "gRPC health check of a running server (exit 0 when SERVING)."},
 #endif
+    {"train", &RunTrain,
+     "Train a model on a labelled dataset; writes a servable file."},
 };
 
 const Command* FindCommand(const std::string& name) {
