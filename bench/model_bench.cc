@@ -89,8 +89,9 @@ void BM_TorchReference(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize((*backend)->Run(x.data(), batch, logits.data()));
   }
-  state.counters["windows_per_s"] = benchmark::Counter(
-      static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["windows_per_s"] =
+      benchmark::Counter(static_cast<double>(batch),
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_TorchReference)
     ->ArgNames({"batch", "threads"})

@@ -9,10 +9,10 @@
 #define HARMAMBA_CONCAT_(a, b) HARMAMBA_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
-    ::absl::Status harmamba_status_ = (expr);                   \
-    if (!harmamba_status_.ok()) return harmamba_status_;        \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status harmamba_status_ = (expr);            \
+    if (!harmamba_status_.ok()) return harmamba_status_; \
   } while (0)
 
 // `lhs = value-of(rexpr)` where rexpr is an absl::StatusOr<T>; returns the
