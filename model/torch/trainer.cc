@@ -586,8 +586,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       options_.path == ForwardPath::kFast
           ? "CPU kernels with hand-written backward"
           : "plain LibTorch ops, autograd",
-      device_.str(), options_.num_threads,
-      options_.num_threads == 1 ? "" : "s",
+      device_.str(), options_.num_threads, options_.num_threads == 1 ? "" : "s",
       OpenBlasCoreName().empty() ? "none" : OpenBlasCoreName());
   log_ << absl::StrFormat(
       "data: %d training windows (subjects %s), %d validation windows "
