@@ -75,8 +75,10 @@ python3 - "$METRICS_PORT" <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
 for line in text.splitlines():
-    if line.startswith(("harmamba_requests_total", "harmamba_predictions_total",
-                        "harmamba_batch_size_windows_count", "harmamba_stream_windows_sent_total")):
+    if (line.startswith(("harmamba_requests_total", "harmamba_predictions_total",
+                         "harmamba_batch_size_windows_count",
+                         "harmamba_stream_windows_sent_total"))
+            and 'model="uci-har"' in line and not line.endswith(" 0")):
         print("  " + line)
 PY
 

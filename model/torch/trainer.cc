@@ -687,7 +687,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   ASSIGN_OR_RETURN(TrainResult result, Finish());
   result.wall_seconds = wall_seconds_ + Seconds(finish_start);
   result.model.config.extra[absl::StrCat(kTrainPrefix, "wall_seconds")] =
-      json(std::round(result.wall_seconds * 10.0) / 10.0).dump();
+      json(std::round(result.wall_seconds * 1000.0) / 1000.0).dump();
   log_ << absl::StrFormat("wall time %s (%.0f s)\n",
                           FormatDuration(result.wall_seconds),
                           result.wall_seconds);
