@@ -99,35 +99,38 @@ inline Vec Exp2(Vec x) {
   return p;
 }
 
-// 2^x for x <= 0 (decay factors): results below 2^-126 flush to 2^-126 or
-// less, which is zero for all practical purposes. A degree-5 polynomial
-// (Chebyshev-node interpolation of 2^f on [-1/2, 1/2], relative error
-// 1.0e-7) instead of Exp2's degree 6: this sits in the scan's inner loop,
-// 16 times per channel and time step. On AVX-512, round and scale are single
-// instructions (vrndscaleps, vscalefps).
+// 2^x for x <= 0 (decay factors), relative error ~1.0e-7: a degree-5
+// polynomial (Chebyshev-node interpolation of 2^f) instead of Exp2's degree
+// 6, because this sits in the scan's inner loop, 16 times per channel and
+// time step. On AVX-512 the split x = floor(x) + f, f in [0, 1), is one
+// vreduceps and the scaling by 2^floor(x) one vscalefps, which also handles
+// any negative x (results below 2^-126 become denormal or zero), so no clamp
+// is needed. Elsewhere x is clamped at -126 and split by rounding.
 inline Vec Exp2NonPositive(Vec x) {
-  x = Max(x, Splat(-126.0f));
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
   const __m512 xv = reinterpret_cast<__m512>(x);
-  const __m512 r =
-      _mm512_roundscale_ps(xv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const Vec f = reinterpret_cast<Vec>(_mm512_sub_ps(xv, r));
+  // imm 0x01: no fraction bits kept, round down: f = x - floor(x).
+  const Vec f = reinterpret_cast<Vec>(_mm512_reduce_ps(xv, 0x01));
+  Vec p = Splat(1.8937540581920975e-3f);
+  p = p * f + 8.94959042337237e-3f;
+  p = p * f + 5.586033707720827e-2f;
+  p = p * f + 2.4014181820146044e-1f;
+  p = p * f + 6.931544896632286e-1f;
+  p = p * f + 9.999998983500245e-1f;
+  return reinterpret_cast<Vec>(
+      _mm512_scalef_ps(reinterpret_cast<__m512>(p), xv));
 #else
+  x = Max(x, Splat(-126.0f));
   const Vec kRound = Splat(12582912.0f);
   const Vec shifted = x + kRound;
   const Vec rounded = shifted - kRound;
-  const Vec f = x - rounded;
-#endif
+  const Vec f = x - rounded;  // in [-1/2, 1/2]
   Vec p = Splat(1.3390863364533504e-3f);
   p = p * f + 9.676031918326564e-3f;
   p = p * f + 5.550357114219461e-2f;
   p = p * f + 2.4022107485308208e-1f;
   p = p * f + 6.931471880262287e-1f;
   p = p * f + 1.0000000754548972f;
-#if defined(__AVX512F__)
-  return reinterpret_cast<Vec>(
-      _mm512_scalef_ps(reinterpret_cast<__m512>(p), r));
-#else
   IVec shifted_bits, p_bits;
   std::memcpy(&shifted_bits, &shifted, sizeof(x));
   std::memcpy(&p_bits, &p, sizeof(x));
