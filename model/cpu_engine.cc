@@ -187,7 +187,15 @@ class CpuEngine final : public ModelBackend {
     inv_std_.resize(C_);
     mean_ = config_.mean;
     for (int c = 0; c < C_; ++c) inv_std_[c] = 1.0f / config_.std[c];
-    patch_weight_ = t("patch_embed.proj.weight");  // [D][P]
+    // [D][P] in the file; stored [P][D] so the embedding loop runs over D.
+    const auto& patch_weight = t("patch_embed.proj.weight");
+    const int64_t P = config_.patch;
+    patch_weight_.resize(P * D_);
+    for (int64_t j = 0; j < D_; ++j) {
+      for (int64_t i = 0; i < P; ++i) {
+        patch_weight_[i * D_ + j] = patch_weight[j * P + i];
+      }
+    }
     patch_bias_ = t("patch_embed.proj.bias");
     // Token embedding offsets: cls + pos[0] for row 0, bias + pos for others.
     const auto& pos = t("pos_embed");
@@ -266,8 +274,8 @@ class CpuEngine final : public ModelBackend {
         for (int64_t j = 0; j < D_; ++j) dst[j] = offset[j];
         for (int64_t i = 0; i < P; ++i) {
           const float v = x[(p * S + i) * C_ + c];
-          const float* w = patch_weight_.data() + i;
-          for (int64_t j = 0; j < D_; ++j) dst[j] += w[j * P] * v;
+          const float* w = patch_weight_.data() + i * D_;
+          for (int64_t j = 0; j < D_; ++j) dst[j] += w[j] * v;
         }
       }
     }
@@ -484,7 +492,8 @@ class CpuEngine final : public ModelBackend {
   const ModelConfig config_;
   const int64_t T_, C_, L_, D_, E_, N_, R_, K_, xdbl_width_;
   std::vector<float> mean_, inv_std_;
-  std::vector<float> patch_weight_, patch_bias_, token_offset_;
+  std::vector<float> patch_weight_;  // [P][D]
+  std::vector<float> patch_bias_, token_offset_;
   std::vector<float> norm_f_weight_, norm_f_bias_, head_weight_, head_bias_;
   std::vector<PairWeights> pairs_;
   mutable ThreadPool pool_;
