@@ -96,6 +96,10 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   double lr = defaults.lr, min_lr = defaults.min_lr,
          warmup_lr = defaults.warmup_lr, weight_decay = defaults.weight_decay,
          drop_path = defaults.drop_path;
+  double rotate_degrees = 0.0, scale_sigma = 0.0, jitter_sigma = 0.0,
+         mixup_alpha = 0.0, label_smoothing = 0.0;
+  int64_t shift_max = 0;
+  bool scale_per_channel = false;
   const ModelConfig architecture_defaults;
   int64_t d_model = architecture_defaults.d_model,
           depth = architecture_defaults.depth,
@@ -158,8 +162,39 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
                   &weight_decay, 0.0, 10.0);
   flags.AddDouble("drop-path", "X", "Stochastic depth rate.", &drop_path, 0.0,
                   0.99);
-  flags.AddInt("seed", "N", "Seed of the init, shuffling and drop-path.", &seed,
-               0, std::numeric_limits<int64_t>::max());
+  flags.AddDouble("rotate", "DEG",
+                  "Augmentation (off by default, like the others below): "
+                  "rotate every xyz channel triad of a training window by "
+                  "one random rotation of up to DEG degrees about a random "
+                  "axis. Large angles blur the gravity direction that "
+                  "separates sitting from standing.",
+                  &rotate_degrees, 0.0, 180.0);
+  flags.AddDouble("scale", "SIGMA",
+                  "Augmentation: multiply each xyz triad of a training "
+                  "window (or each channel, with --scale-per-channel) by "
+                  "1 + SIGMA * N(0, 1).",
+                  &scale_sigma, 0.0, 1.0);
+  flags.AddBool("scale-per-channel",
+                "--scale draws one factor per channel instead of per triad.",
+                &scale_per_channel);
+  flags.AddDouble("jitter", "SIGMA",
+                  "Augmentation: add Gaussian noise of SIGMA times each "
+                  "channel's training standard deviation to every sample.",
+                  &jitter_sigma, 0.0, 1.0);
+  flags.AddInt("shift", "N",
+               "Augmentation: shift each training window circularly in time "
+               "by a random number of samples in [-N, N].",
+               &shift_max, 0, 1 << 20);
+  flags.AddDouble("mixup", "ALPHA",
+                  "Mixup: blend each batch with a shuffled copy of itself, "
+                  "weight ~ Beta(ALPHA, ALPHA), and the losses likewise.",
+                  &mixup_alpha, 0.0, 100.0);
+  flags.AddDouble("label-smoothing", "X",
+                  "Label smoothing of the cross-entropy, in [0, 1).",
+                  &label_smoothing, 0.0, 0.999);
+  flags.AddInt("seed", "N",
+               "Seed of the init, shuffling, drop-path and augmentation.",
+               &seed, 0, std::numeric_limits<int64_t>::max());
   flags.AddInt("threads", "N",
                "CPU threads (LibTorch intra-op and evaluation). Results are "
                "reproducible for a fixed thread count.",
@@ -221,6 +256,13 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   options.weight_decay = weight_decay;
   options.drop_path = drop_path;
   options.seed = static_cast<uint64_t>(seed);
+  options.augmentation.rotate_max_degrees = rotate_degrees;
+  options.augmentation.scale_sigma = scale_sigma;
+  options.augmentation.scale_per_channel = scale_per_channel;
+  options.augmentation.jitter_sigma = jitter_sigma;
+  options.augmentation.shift_max = static_cast<int>(shift_max);
+  options.mixup_alpha = mixup_alpha;
+  options.label_smoothing = label_smoothing;
   options.device = device;
   options.path =
       path_name == "reference" || (path_name == "auto" && device != "cpu")

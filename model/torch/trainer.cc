@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "model/augment.h"
 #include "model/cpu_engine.h"
 #include "model/openblas_tuning.h"
 #include "model/status_macros.h"
@@ -54,7 +56,12 @@ uint64_t Mix(uint64_t x) {
 }
 
 // The seed of one random stream of one epoch: depends only on its arguments.
-enum class Stream : uint64_t { kShuffle = 1, kTorch = 2, kValidation = 3 };
+enum class Stream : uint64_t {
+  kShuffle = 1,
+  kTorch = 2,
+  kValidation = 3,
+  kAugment = 4,
+};
 uint64_t StreamSeed(uint64_t seed, int epoch, Stream stream) {
   return Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(epoch)) ^
              static_cast<uint64_t>(stream));
@@ -111,11 +118,32 @@ absl::Status CheckCompatible(const Dataset& train, const Dataset& other,
   return absl::OkStatus();
 }
 
+// The regularisation beyond the recipe: "none", or an object of what is on.
+json RegularisationJson(const TrainOptions& o) {
+  if (!o.regularised()) return "none";
+  json j = json::object();
+  const WindowAugmentation& a = o.augmentation;
+  if (a.rotate_max_degrees > 0.0) {
+    j["rotate_max_degrees"] = a.rotate_max_degrees;
+  }
+  if (a.scale_sigma > 0.0) {
+    j["scale_sigma"] = a.scale_sigma;
+    j["scale_per"] = a.scale_per_channel ? "channel" : "triad";
+  }
+  if (a.jitter_sigma > 0.0) j["jitter_sigma_of_std"] = a.jitter_sigma;
+  if (a.shift_max > 0) j["circular_shift_max"] = a.shift_max;
+  if (o.mixup_alpha > 0.0) j["mixup_alpha"] = o.mixup_alpha;
+  if (o.label_smoothing > 0.0) j["label_smoothing"] = o.label_smoothing;
+  return j;
+}
+
 // Everything that must agree between a checkpoint and the run resuming it
-// (the thread count is not included: it only changes the last bits).
+// (the thread count is not included: it only changes the last bits). The
+// regularisation appears only when some is on, so checkpoints of runs
+// without it (written before it existed) still resume.
 json RunFingerprint(const ModelConfig& config, const TrainingData& data,
                     const TrainOptions& o) {
-  return json{
+  json fingerprint{
       {"epochs", o.epochs},
       {"batch_size", o.batch_size},
       {"lr", o.lr},
@@ -137,6 +165,8 @@ json RunFingerprint(const ModelConfig& config, const TrainingData& data,
       {"validation_windows", data.validation.n},
       {"validation_subjects", data.validation_subjects},
   };
+  if (o.regularised()) fingerprint["regularisation"] = RegularisationJson(o);
+  return fingerprint;
 }
 
 json RecipeJson(const TrainOptions& o) {
@@ -153,7 +183,11 @@ json RecipeJson(const TrainOptions& o) {
       {"min_lr", o.min_lr},
       {"batch_size", o.batch_size},
       {"drop_path", o.drop_path},
-      {"loss", "cross-entropy"},
+      {"loss", o.label_smoothing > 0.0
+                   ? absl::StrFormat("cross-entropy, label smoothing %g",
+                                     o.label_smoothing)
+                   : std::string("cross-entropy")},
+      {"augmentation", RegularisationJson(o)},
       {"shuffle", true},
       {"precision", "float32"},
   };
@@ -293,7 +327,8 @@ class Trainer {
 
   std::shared_ptr<HarmambaModule> module_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  torch::Tensor train_x_, train_y_;  // whole training set on device_
+  torch::Tensor train_x_, train_y_;         // whole training set on device_
+  std::vector<std::array<int, 3>> triads_;  // xyz channel triads (rotation)
 
   int next_epoch_ = 0;
   std::vector<EpochStats> history_;
@@ -336,6 +371,13 @@ absl::Status Trainer::Setup() {
     return absl::InvalidArgumentError(
         absl::StrCat("windows of ", train.t, " samples are shorter than patch ",
                      config_.patch));
+  }
+
+  triads_ = FindTriads(config_.channels);
+  if (options_.augmentation.rotate_max_degrees > 0.0 && triads_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rotation needs xyz channel triads (P_x, P_y, P_z); the channels are ",
+        absl::StrJoin(config_.channels, ", ")));
   }
 
   if (device_.is_cuda() && !torch::cuda::is_available()) {
@@ -389,6 +431,18 @@ absl::StatusOr<EpochStats> Trainer::TrainEpoch(int epoch) {
       data_.train.n, StreamSeed(options_.seed, epoch, Stream::kShuffle));
   const torch::Tensor order_tensor =
       torch::tensor(order, torch::kLong).to(device_);
+  std::mt19937_64 augment_engine(
+      StreamSeed(options_.seed, epoch, Stream::kAugment));
+  auto cross_entropy = [&](const torch::Tensor& logits,
+                           const torch::Tensor& target) {
+    namespace F = torch::nn::functional;
+    if (options_.label_smoothing > 0.0) {
+      return F::cross_entropy(logits, target,
+                              F::CrossEntropyFuncOptions().label_smoothing(
+                                  options_.label_smoothing));
+    }
+    return F::cross_entropy(logits, target);
+  };
 
   module_->train();
   double loss_sum = 0.0;
@@ -397,11 +451,35 @@ absl::StatusOr<EpochStats> Trainer::TrainEpoch(int epoch) {
   for (int64_t start = 0; start < n; start += options_.batch_size) {
     const int64_t count = std::min<int64_t>(options_.batch_size, n - start);
     const torch::Tensor index = order_tensor.narrow(0, start, count);
-    const torch::Tensor x = train_x_.index_select(0, index);
+    torch::Tensor x = train_x_.index_select(0, index);
     const torch::Tensor y = train_y_.index_select(0, index);
+    double lambda = 1.0;  // mixup's weight of y
+    torch::Tensor y_partner;
+    if (options_.augmentation.enabled() || options_.mixup_alpha > 0.0) {
+      // index_select made a fresh contiguous copy; augment it in place.
+      x = x.to(torch::kCPU).contiguous();
+      float* windows = x.data_ptr<float>();
+      AugmentWindows(options_.augmentation, triads_, config_.std, count,
+                     data_.train.t, data_.train.c, windows, augment_engine);
+      if (options_.mixup_alpha > 0.0) {
+        lambda = SampleBeta(augment_engine, options_.mixup_alpha,
+                            options_.mixup_alpha);
+        const std::vector<int64_t> partner =
+            Permutation(count, augment_engine());
+        MixWindows(lambda, partner, count, data_.train.t * data_.train.c,
+                   windows);
+        y_partner =
+            y.index_select(0, torch::tensor(partner, torch::kLong).to(device_));
+      }
+      x = x.to(device_);
+    }
     optimizer_->zero_grad();
     const torch::Tensor logits = module_->forward(x, options_.path);
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
+    const torch::Tensor loss =
+        y_partner.defined()
+            ? lambda * cross_entropy(logits, y) +
+                  (1.0 - lambda) * cross_entropy(logits, y_partner)
+            : cross_entropy(logits, y);
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
       return absl::InternalError(absl::StrCat(
@@ -546,6 +624,13 @@ absl::Status Trainer::LoadCheckpoint() {
                          "; resume with the same recipe and data"));
       }
     }
+    for (const auto& [key, value] : saved.items()) {
+      if (!expected.contains(key)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            path, ": the checkpoint's ", key, " is ", value.dump(),
+            ", this run has none; resume with the same recipe and data"));
+      }
+    }
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     module_->load(model_archive);
@@ -611,6 +696,20 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       options_.epochs, options_.batch_size, options_.lr, options_.warmup_epochs,
       options_.warmup_lr, options_.min_lr, options_.weight_decay,
       options_.drop_path, options_.seed);
+  if (options_.regularised()) {
+    std::vector<std::string> parts;
+    if (options_.augmentation.enabled()) {
+      parts.push_back(options_.augmentation.Describe());
+    }
+    if (options_.mixup_alpha > 0.0) {
+      parts.push_back(absl::StrFormat("mixup alpha %g", options_.mixup_alpha));
+    }
+    if (options_.label_smoothing > 0.0) {
+      parts.push_back(
+          absl::StrFormat("label smoothing %g", options_.label_smoothing));
+    }
+    log_ << "regularisation: " << absl::StrJoin(parts, ", ") << "\n";
+  }
   if (options_.resume) {
     RETURN_IF_ERROR(LoadCheckpoint());
     log_ << absl::StrFormat("resumed from %s at epoch %d/%d\n",
@@ -801,6 +900,18 @@ absl::Status TrainOptions::Validate() const {
   if (!(drop_path >= 0.0 && drop_path < 1.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("drop_path must be in [0, 1), got ", drop_path));
+  }
+  if (absl::Status status = augmentation.Validate(); !status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("augmentation.", status.message()));
+  }
+  if (!(mixup_alpha >= 0.0 && mixup_alpha <= 100.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mixup_alpha must be in [0, 100], got ", mixup_alpha));
+  }
+  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "label_smoothing must be in [0, 1), got ", label_smoothing));
   }
   if (device != "cpu" && device != "cuda" &&
       !absl::StartsWith(device, "cuda:")) {

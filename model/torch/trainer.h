@@ -9,10 +9,10 @@
 // Determinism: for a fixed seed, dataset, thread count, build and machine
 // (OpenBLAS picks its kernels by CPU), a run produces bitwise the same
 // weights, whether uninterrupted or resumed from any checkpoint. Every
-// epoch's randomness (the shuffle and the drop-path masks) is derived from
-// (seed, epoch) alone, so the checkpoint needs no generator state beyond the
-// epoch number. Different thread counts change the order of floating-point
-// reductions and therefore the last bits.
+// epoch's randomness (the shuffle, the drop-path masks and any augmentation)
+// is derived from (seed, epoch) alone, so the checkpoint needs no generator
+// state beyond the epoch number. Different thread counts change the order of
+// floating-point reductions and therefore the last bits.
 //
 // Thread-safety: Train() uses LibTorch's process-wide intra-op thread count
 // and global generator; run one training per process at a time.
@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/augment.h"
 #include "model/config.h"
 #include "model/dataset.h"
 #include "model/metrics.h"
@@ -59,6 +60,24 @@ struct TrainOptions {
   // Seeds the shuffling, the drop-path masks and (via InitModel) the initial
   // weights.
   uint64_t seed = 0;
+
+  // ---- Regularisation beyond the recipe: all off by default. Every epoch's
+  // draws come from its own stream derived from (seed, epoch), so runs stay
+  // reproducible and resumable; the training loss and accuracy in the log
+  // are those of the augmented batches.
+  // Applied to each training window before the forward pass (on the CPU, in
+  // the data's units). See model/augment.h.
+  WindowAugmentation augmentation;
+  // > 0: mixup; each batch is mixed with a shuffled copy of itself,
+  // lambda ~ Beta(mixup_alpha, mixup_alpha), and the loss is lambda * CE(y) +
+  // (1 - lambda) * CE(y of the partner).
+  double mixup_alpha = 0.0;
+  // Label smoothing of the cross-entropy, in [0, 1).
+  double label_smoothing = 0.0;
+  // Whether any of the three above is on.
+  bool regularised() const {
+    return augmentation.enabled() || mixup_alpha > 0.0 || label_smoothing > 0.0;
+  }
 
   // ---- Execution
   // kFast (our CPU kernels with hand-written backward) needs device "cpu";
@@ -170,6 +189,8 @@ struct TrainResult {
 //   .selection_rule, .validation_subjects, .training_subjects, .seed,
 //   .recipe (object), .path, .device, .threads, .hardware, .wall_seconds,
 //   .command, .data, .train_windows, .validation_windows,
+//   (.recipe.augmentation: "none" or the regularisation used beyond the
+//   recipe, e.g. {"rotate_max_degrees": 10, "mixup_alpha": 0.2}),
 //   .validation {accuracy, macro_f1, weighted_f1, windows},
 //   .test {accuracy, macro_f1, weighted_f1, windows} (with a test set).
 // `on_epoch`, when set, is called after every epoch (e.g. by tests).

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -28,6 +29,7 @@ namespace harmamba {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using json = nlohmann::json;
 
 constexpr int kT = 32;
@@ -204,6 +206,16 @@ TEST(TrainOptionsTest, RefusesBadValues) {
   o = TrainOptions();
   o.lr = -1;
   EXPECT_THAT(o.Validate().message(), HasSubstr("lr"));
+  o = TrainOptions();
+  o.label_smoothing = 1.0;
+  EXPECT_THAT(o.Validate().message(), HasSubstr("label_smoothing"));
+  o = TrainOptions();
+  o.mixup_alpha = -0.5;
+  EXPECT_THAT(o.Validate().message(), HasSubstr("mixup_alpha"));
+  o = TrainOptions();
+  o.augmentation.jitter_sigma = 2.0;
+  EXPECT_THAT(o.Validate().message(), HasSubstr("augmentation.jitter_sigma"));
+  EXPECT_FALSE(TrainOptions().regularised()) << "the recipe has none";
   EXPECT_TRUE(TrainOptions().Validate().ok());
 }
 
@@ -401,6 +413,159 @@ TEST(TrainTest, WithoutValidationKeepsTheLastEpoch) {
               HasSubstr("last epoch"));
 }
 
+// ---- Regularisation beyond the recipe ---------------------------------------
+
+// Every augmentation, mixup and label smoothing at once.
+TrainOptions RegularisedOptions(int epochs) {
+  TrainOptions options = FastOptions(epochs);
+  options.augmentation.rotate_max_degrees = 10.0;
+  options.augmentation.scale_sigma = 0.1;
+  options.augmentation.jitter_sigma = 0.05;
+  options.augmentation.shift_max = 4;
+  options.mixup_alpha = 0.2;
+  options.label_smoothing = 0.1;
+  return options;
+}
+
+json RecipeOf(const TrainResult& result) {
+  return json::parse(result.model.config.extra.at("harmamba.train.recipe"));
+}
+
+TEST(RegularisationTest, ResumeEqualsUninterruptedRunAndTheSeedDecides) {
+  const TrainingData data = TinyData(/*with_test=*/false);
+  TrainOptions options = RegularisedOptions(4);
+  std::ostringstream log;
+  options.checkpoint_dir = FreshDir("regularised_whole");
+  absl::StatusOr<TrainResult> whole =
+      Train(TinyArchitecture(), data, options, log);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_THAT(log.str(),
+              HasSubstr("regularisation: rotate 10 deg, scale 0.1 per triad, "
+                        "jitter 0.05 std, shift 4, mixup alpha 0.2, label "
+                        "smoothing 0.1\n"));
+
+  options.checkpoint_dir = FreshDir("regularised_interrupted");
+  options.stop_after_epochs = 3;
+  ASSERT_TRUE(Train(TinyArchitecture(), data, options, log).ok());
+  options.stop_after_epochs = 0;
+  options.resume = true;
+  absl::StatusOr<TrainResult> rest =
+      Train(TinyArchitecture(), data, options, log);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->history.size(), 4u);
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_EQ(rest->history[e].train_loss, whole->history[e].train_loss)
+        << "epoch " << e;
+  }
+  EXPECT_TRUE(SameTensors(rest->model, whole->model));
+
+  // The augmentation really changes what is learnt, and its draws follow the
+  // seed.
+  const TrainOptions plain = FastOptions(4);
+  absl::StatusOr<TrainResult> unaugmented =
+      Train(TinyArchitecture(), data, plain, log);
+  ASSERT_TRUE(unaugmented.ok()) << unaugmented.status();
+  EXPECT_NE(unaugmented->history[1].train_loss, whole->history[1].train_loss);
+  TrainOptions augment_only = plain;
+  augment_only.augmentation = options.augmentation;
+  absl::StatusOr<TrainResult> a =
+      Train(TinyArchitecture(), data, augment_only, log);
+  absl::StatusOr<TrainResult> b =
+      Train(TinyArchitecture(), data, augment_only, log);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(SameTensors(a->model, b->model));
+  EXPECT_NE(a->history[1].train_loss, unaugmented->history[1].train_loss);
+}
+
+TEST(RegularisationTest, EachOptionAloneTrainsAndIsRecorded) {
+  const TrainingData data = TinyData();
+  std::ostringstream log;
+  absl::StatusOr<TrainResult> plain =
+      Train(TinyArchitecture(), data, FastOptions(2), log);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(RecipeOf(*plain)["augmentation"], "none");
+  EXPECT_EQ(RecipeOf(*plain)["loss"], "cross-entropy");
+  EXPECT_THAT(log.str(), Not(HasSubstr("regularisation:")));
+
+  struct Case {
+    std::function<void(TrainOptions&)> set;
+    json recorded;
+  };
+  const std::vector<Case> cases = {
+      {[](TrainOptions& o) { o.augmentation.rotate_max_degrees = 5; },
+       {{"rotate_max_degrees", 5.0}}},
+      {[](TrainOptions& o) { o.augmentation.scale_sigma = 0.1; },
+       {{"scale_sigma", 0.1}, {"scale_per", "triad"}}},
+      {[](TrainOptions& o) {
+         o.augmentation.scale_sigma = 0.1;
+         o.augmentation.scale_per_channel = true;
+       },
+       {{"scale_sigma", 0.1}, {"scale_per", "channel"}}},
+      {[](TrainOptions& o) { o.augmentation.jitter_sigma = 0.05; },
+       {{"jitter_sigma_of_std", 0.05}}},
+      {[](TrainOptions& o) { o.augmentation.shift_max = 8; },
+       {{"circular_shift_max", 8}}},
+      {[](TrainOptions& o) { o.mixup_alpha = 0.4; }, {{"mixup_alpha", 0.4}}},
+      {[](TrainOptions& o) { o.label_smoothing = 0.1; },
+       {{"label_smoothing", 0.1}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.recorded.dump());
+    TrainOptions options = FastOptions(2);
+    c.set(options);
+    absl::StatusOr<TrainResult> result =
+        Train(TinyArchitecture(), data, options, log);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(RecipeOf(*result)["augmentation"], c.recorded);
+    EXPECT_TRUE(std::isfinite(result->history.back().train_loss));
+    EXPECT_NE(result->history.back().train_loss,
+              plain->history.back().train_loss);
+    if (options.label_smoothing > 0) {
+      EXPECT_EQ(RecipeOf(*result)["loss"],
+                "cross-entropy, label smoothing 0.1");
+    }
+  }
+}
+
+TEST(RegularisationTest, ResumeRefusesOtherRegularisationAndRotationNeedsXyz) {
+  const TrainingData data = TinyData(false);
+  TrainOptions options = RegularisedOptions(3);
+  options.checkpoint_dir = FreshDir("regularised_mismatch");
+  options.stop_after_epochs = 1;
+  std::ostringstream log;
+  ASSERT_TRUE(Train(TinyArchitecture(), data, options, log).ok());
+  options.stop_after_epochs = 0;
+  options.resume = true;
+  options.augmentation.shift_max = 0;
+  absl::StatusOr<TrainResult> result =
+      Train(TinyArchitecture(), data, options, log);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(result.status().message(), HasSubstr("regularisation"));
+  options = FastOptions(3);  // none at all: refused too
+  options.checkpoint_dir = FreshDir("regularised_mismatch");
+  options.resume = true;
+  // (FreshDir emptied the folder: write a regularised checkpoint again.)
+  TrainOptions first = RegularisedOptions(3);
+  first.checkpoint_dir = options.checkpoint_dir;
+  first.stop_after_epochs = 1;
+  ASSERT_TRUE(Train(TinyArchitecture(), data, first, log).ok());
+  result = Train(TinyArchitecture(), data, options, log);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+
+  // Rotation of data without an xyz triad.
+  absl::StatusOr<Dataset> two_axes =
+      SelectChannels(data.train, {"acc_x", "acc_y"});
+  ASSERT_TRUE(two_axes.ok()) << two_axes.status();
+  absl::StatusOr<TrainingData> planar =
+      MakeTrainingData(*two_axes, {}, std::nullopt);
+  ASSERT_TRUE(planar.ok()) << planar.status();
+  TrainOptions rotate = FastOptions(1);
+  rotate.augmentation.rotate_max_degrees = 10;
+  result = Train(TinyArchitecture(), *planar, rotate, log);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), HasSubstr("triads"));
+}
+
 // ---- harmamba train
 // -----------------------------------------------------------
 
@@ -501,6 +666,79 @@ TEST(TrainCommandTest, TrainsWritesAServableModelAndEvalReproducesIt) {
   std::ostringstream again_out, again_err;
   EXPECT_EQ(cli::RunHarmamba(args, again_out, again_err), 1);
   EXPECT_THAT(again_err.str(), HasSubstr("--force"));
+}
+
+TEST(TrainCommandTest, RegularisationFlagsReachTheRecipe) {
+  const std::string dir = FreshDir("cli_regularised");
+  WriteNpySplit(dir, "train", SyntheticDataset({1, 2, 3, 4}, 8, 21));
+  std::ofstream(dir + "/channels.txt") << "acc_x\nacc_y\nacc_z\n";
+  const std::string model = dir + "/m.safetensors";
+  std::ostringstream out, err;
+  ASSERT_EQ(cli::RunHarmamba({"train",
+                              "--data",
+                              dir,
+                              "--out",
+                              model,
+                              "--epochs",
+                              "1",
+                              "--batch",
+                              "8",
+                              "--val-subjects",
+                              "2",
+                              "--d-model",
+                              "16",
+                              "--depth",
+                              "2",
+                              "--d-state",
+                              "4",
+                              "--patch",
+                              "8",
+                              "--stride",
+                              "8",
+                              "--rotate",
+                              "7.5",
+                              "--scale",
+                              "0.15",
+                              "--scale-per-channel",
+                              "--jitter",
+                              "0.02",
+                              "--shift",
+                              "3",
+                              "--mixup",
+                              "0.3",
+                              "--label-smoothing",
+                              "0.05"},
+                             out, err),
+            0)
+      << err.str();
+  absl::StatusOr<ModelWeights> weights = LoadModelFile(model);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  const json recipe =
+      json::parse(weights->config.extra.at("harmamba.train.recipe"));
+  EXPECT_EQ(recipe["augmentation"], json({{"rotate_max_degrees", 7.5},
+                                          {"scale_sigma", 0.15},
+                                          {"scale_per", "channel"},
+                                          {"jitter_sigma_of_std", 0.02},
+                                          {"circular_shift_max", 3},
+                                          {"mixup_alpha", 0.3},
+                                          {"label_smoothing", 0.05}}));
+  EXPECT_THAT(err.str(), HasSubstr("regularisation: rotate 7.5 deg"));
+
+  // Rotation needs an xyz triad among the channels trained on.
+  err.str("");
+  EXPECT_EQ(
+      cli::RunHarmamba({"train", "--data", dir, "--out", dir + "/n.safetensors",
+                        "--epochs", "1", "--val-subjects", "2", "--channels",
+                        "acc_x,acc_y", "--rotate", "5"},
+                       out, err),
+      1);
+  EXPECT_THAT(err.str(), HasSubstr("triads"));
+  err.str("");
+  EXPECT_EQ(cli::RunHarmamba({"train", "--data", dir, "--out",
+                              dir + "/n.safetensors", "--label-smoothing", "1"},
+                             out, err),
+            2);
+  EXPECT_THAT(err.str(), HasSubstr("--label-smoothing"));
 }
 
 TEST(TrainCommandTest, UsageAndDataErrorsAreNamed) {
