@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -22,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "grpcpp/security/server_credentials.h"
 #include "model/cpu_engine.h"
 #include "model/model_file.h"
 #include "model/status_macros.h"
@@ -36,6 +38,10 @@
 
 ABSL_FLAG(std::string, address, "0.0.0.0:50051",
           "host:port to listen on (port 0 picks a free port).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: serve gRPC over TLS (needs --tls_key_file). "
+          "Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(
     std::string, model_dir, "",
     "Directory whose *.safetensors model files are served, each under "
@@ -89,6 +95,41 @@ namespace {
 
 using harmamba::ModelBackend;
 
+absl::StatusOr<std::string> ReadPemFile(const char* flag,
+                                        const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(file)),
+                   std::istreambuf_iterator<char>());
+  if (!file.good() && !file.eof()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read '", path, "'"));
+  }
+  if (text.find('\0') != std::string::npos ||
+      text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": '", path, "' is not a PEM file (no -----BEGIN line)"));
+  }
+  return text;
+}
+
+// TLS credentials from --tls_cert_file/--tls_key_file; nullptr (plaintext)
+// when neither is set.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>>
+CredentialsFromFlags() {
+  const std::string cert_path = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key_path = absl::GetFlag(FLAGS_tls_key_file);
+  if (cert_path.empty() && key_path.empty()) return nullptr;
+  if (cert_path.empty() || key_path.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_cert_file and --tls_key_file go together");
+  }
+  ASSIGN_OR_RETURN(std::string cert, ReadPemFile("tls_cert_file", cert_path));
+  ASSIGN_OR_RETURN(std::string key, ReadPemFile("tls_key_file", key_path));
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({std::move(key), std::move(cert)});
+  return grpc::SslServerCredentials(ssl);
+}
+
 absl::StatusOr<harmamba::ServerOptions> OptionsFromFlags() {
   harmamba::ServerOptions options;
   options.address = absl::GetFlag(FLAGS_address);
@@ -111,6 +152,7 @@ absl::StatusOr<harmamba::ServerOptions> OptionsFromFlags() {
   batcher.min_bulk_fraction = absl::GetFlag(FLAGS_min_bulk_fraction);
   options.service.default_stream_hop = absl::GetFlag(FLAGS_stream_hop);
   options.service.stream_backlog = absl::GetFlag(FLAGS_stream_backlog);
+  ASSIGN_OR_RETURN(options.credentials, CredentialsFromFlags());
   if (absl::Status s = options.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
   }
@@ -246,8 +288,9 @@ int main(int argc, char** argv) {
                  server.status().ToString().c_str());
     return 1;
   }
-  std::fprintf(stderr, "harmamba-server: listening on %s (port %d)\n",
-               options->address.c_str(), (*server)->port());
+  std::fprintf(stderr, "harmamba-server: listening on %s (port %d), %s\n",
+               options->address.c_str(), (*server)->port(),
+               options->credentials != nullptr ? "TLS" : "plaintext");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

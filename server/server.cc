@@ -78,7 +78,10 @@ absl::StatusOr<std::unique_ptr<HarmambaServer>> HarmambaServer::Start(
     // server).
     server->server_.reset();
     return absl::UnavailableError(
-        absl::StrCat("address: cannot listen on '", options.address, "'"));
+        absl::StrCat("address: cannot listen on '", options.address, "'",
+                     options.credentials != nullptr
+                         ? " (or the TLS certificate and key are not valid)"
+                         : ""));
   }
   grpc::HealthCheckServiceInterface* health =
       server->server_->GetHealthCheckService();

@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -338,6 +341,93 @@ TEST_F(ServerModelTest, BinaryServesTheDirectoryAndStopsGracefullyOnSigterm) {
   EXPECT_THAT(process.log(), HasSubstr("stopped"));
 }
 
+// Runs `command` through the shell; returns whether it exited 0.
+bool Shell(const std::string& command) {
+  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream file(path);
+  return std::string((std::istreambuf_iterator<char>(file)),
+                     std::istreambuf_iterator<char>());
+}
+
+TEST_F(ServerModelTest, BinaryServesTlsWithTheCertificateFlags) {
+  if (!Shell("command -v openssl")) GTEST_SKIP() << "openssl is not installed";
+  const fs::path key = dir_ / "server.key";
+  const fs::path cert = dir_ / "server.pem";
+  ASSERT_TRUE(Shell(absl::StrCat(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=harmamba "
+      "-addext subjectAltName=DNS:harmamba.test -keyout ",
+      key.string(), " -out ", cert.string())));
+  ServerProcess process;
+  ASSERT_TRUE(process.Start(
+      {"--model_dir=" + dir_.string(), "--address=127.0.0.1:0", "--threads=1",
+       "--metrics_address=", "--tls_cert_file=" + cert.string(),
+       "--tls_key_file=" + key.string()}))
+      << process.log();
+  EXPECT_THAT(process.log(), HasSubstr(", TLS"));
+  const std::string target = absl::StrCat("127.0.0.1:", process.port());
+
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadText(cert);
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("harmamba.test");
+  auto tls_stub = v1::ActivityClassifier::NewStub(
+      grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args));
+  const std::vector<float> window = RandomSamples(128, 9, 21);
+  {
+    grpc::ClientContext context;
+    v1::ClassifyRequest request;
+    request.mutable_window()->mutable_samples()->Add(window.begin(),
+                                                     window.end());
+    v1::ClassifyResponse response;
+    const grpc::Status status =
+        tls_stub->Classify(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ExpectMatchesReference(response.result(), window.data());
+  }
+  // A plaintext client cannot talk to it.
+  auto plain_stub = v1::ActivityClassifier::NewStub(
+      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(3));
+  v1::ListModelsResponse list;
+  EXPECT_FALSE(plain_stub->ListModels(&context, {}, &list).ok());
+  const int exit_status = process.Stop(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(exit_status));
+  EXPECT_EQ(WEXITSTATUS(exit_status), 0);
+}
+
+// Runs harmamba-server with `flags`, which it must refuse; returns its output.
+std::string RefusedFlagsOutput(const std::string& flags) {
+  const std::string command =
+      absl::StrCat(HARMAMBA_SERVER_BINARY, " ", flags, " 2>&1");
+  FILE* out = popen(command.c_str(), "r");
+  if (out == nullptr) return "popen failed";
+  std::string text;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), out))
+    text.append(buffer, n);
+  const int status = pclose(out);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << flags;
+  return text;
+}
+
+TEST(ServerBinaryTest, TlsFlagsAreCheckedBeforeServing) {
+  EXPECT_THAT(RefusedFlagsOutput("--tls_cert_file=server.pem"),
+              HasSubstr("--tls_cert_file and --tls_key_file go together"));
+  EXPECT_THAT(RefusedFlagsOutput("--tls_cert_file=/no/such.pem "
+                                 "--tls_key_file=/no/such.key"),
+              HasSubstr("--tls_cert_file: cannot read '/no/such.pem'"));
+  // Any readable file that is not PEM: the server binary itself.
+  EXPECT_THAT(RefusedFlagsOutput(
+                  absl::StrCat("--tls_cert_file=", HARMAMBA_SERVER_BINARY,
+                               " --tls_key_file=", HARMAMBA_SERVER_BINARY)),
+              HasSubstr("not a PEM file"));
+}
+
 TEST(ServerBinaryTest, HelpListsEveryFlag) {
   const std::string command =
       absl::StrCat(HARMAMBA_SERVER_BINARY, " --help 2>&1");
@@ -352,8 +442,8 @@ TEST(ServerBinaryTest, HelpListsEveryFlag) {
        {"address", "model_dir", "default_model", "max_batch_size",
         "batch_buckets", "pad_to_bucket", "max_queue_delay_ms",
         "queue_capacity", "min_bulk_fraction", "threads", "max_message_bytes",
-        "stream_hop", "stream_backlog", "shutdown_grace_s",
-        "metrics_address"}) {
+        "stream_hop", "stream_backlog", "shutdown_grace_s", "metrics_address",
+        "tls_cert_file", "tls_key_file"}) {
     EXPECT_THAT(help, HasSubstr(absl::StrCat("--", flag))) << flag;
   }
 }
