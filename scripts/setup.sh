@@ -10,7 +10,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread libblas-dev
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  prometheus clang-format
+  prometheus clang-format openssl curl xz-utils ca-certificates
 )
 
 missing=()
