@@ -28,6 +28,7 @@
 #include "server/server.h"
 #include "tests/testing/exposition.h"
 #include "tests/testing/fake_backend.h"
+#include "tests/unit/test_files.h"
 #include "tools/commands.h"
 
 namespace harmamba {
@@ -356,27 +357,15 @@ TEST_F(ClientLoadgenTest, DeadlineEndsACallThatTakesTooLong) {
   EXPECT_THAT(run.err, HasSubstr("DEADLINE_EXCEEDED"));
 }
 
-// Runs `command`; returns whether it exited 0.
-bool Shell(const std::string& command) {
-  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream file(path);
-  return std::string((std::istreambuf_iterator<char>(file)),
-                     std::istreambuf_iterator<char>());
-}
-
 TEST_F(ClientLoadgenTest, TlsWithAPrivateCertificateAuthority) {
-  if (!Shell("command -v openssl")) GTEST_SKIP() << "openssl is not installed";
+  if (!testing::HaveOpenssl()) GTEST_SKIP() << "openssl is not installed";
   const fs::path key = dir_ / "server.key";
   const fs::path cert = dir_ / "server.pem";
-  ASSERT_TRUE(Shell(absl::StrCat(
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=harmamba "
-      "-addext subjectAltName=DNS:harmamba.test -keyout ",
-      key.string(), " -out ", cert.string())));
+  ASSERT_TRUE(testing::WriteSelfSignedCertificate(key.string(), cert.string(),
+                                                  "harmamba.test"));
   grpc::SslServerCredentialsOptions ssl;
-  ssl.pem_key_cert_pairs.push_back({ReadText(key), ReadText(cert)});
+  ssl.pem_key_cert_pairs.push_back(
+      {testing::ReadText(key.string()), testing::ReadText(cert.string())});
   StartServer(grpc::SslServerCredentials(ssl));
   const std::string path =
       WriteNpy("w.npy", RandomSamples(kWindow, 8), {1, kWindow, kChannels});
@@ -425,9 +414,10 @@ json Loadgen(const std::vector<std::string>& args, const fs::path& dir) {
   const CommandRun run = Harmamba(full);
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_THAT(run.out, HasSubstr("windows/s"));
-  const json report = json::parse(ReadText(json_path));
+  const json report = json::parse(testing::ReadText(json_path));
   // One CSV row per level, after the header.
-  EXPECT_EQ(Lines(ReadText(csv_path)).size(), 1 + report["levels"].size());
+  EXPECT_EQ(Lines(testing::ReadText(csv_path)).size(),
+            1 + report["levels"].size());
   return report;
 }
 

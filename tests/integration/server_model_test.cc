@@ -37,6 +37,7 @@
 #include "model/model_file.h"
 #include "server/model_registry.h"
 #include "server/server.h"
+#include "tests/unit/test_files.h"
 
 extern char** environ;
 
@@ -341,25 +342,12 @@ TEST_F(ServerModelTest, BinaryServesTheDirectoryAndStopsGracefullyOnSigterm) {
   EXPECT_THAT(process.log(), HasSubstr("stopped"));
 }
 
-// Runs `command` through the shell; returns whether it exited 0.
-bool Shell(const std::string& command) {
-  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream file(path);
-  return std::string((std::istreambuf_iterator<char>(file)),
-                     std::istreambuf_iterator<char>());
-}
-
 TEST_F(ServerModelTest, BinaryServesTlsWithTheCertificateFlags) {
-  if (!Shell("command -v openssl")) GTEST_SKIP() << "openssl is not installed";
+  if (!testing::HaveOpenssl()) GTEST_SKIP() << "openssl is not installed";
   const fs::path key = dir_ / "server.key";
   const fs::path cert = dir_ / "server.pem";
-  ASSERT_TRUE(Shell(absl::StrCat(
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=harmamba "
-      "-addext subjectAltName=DNS:harmamba.test -keyout ",
-      key.string(), " -out ", cert.string())));
+  ASSERT_TRUE(testing::WriteSelfSignedCertificate(key.string(), cert.string(),
+                                                  "harmamba.test"));
   ServerProcess process;
   ASSERT_TRUE(process.Start(
       {"--model_dir=" + dir_.string(), "--address=127.0.0.1:0", "--threads=1",
@@ -370,7 +358,7 @@ TEST_F(ServerModelTest, BinaryServesTlsWithTheCertificateFlags) {
   const std::string target = absl::StrCat("127.0.0.1:", process.port());
 
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ReadText(cert);
+  ssl.pem_root_certs = testing::ReadText(cert.string());
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride("harmamba.test");
   auto tls_stub = v1::ActivityClassifier::NewStub(

@@ -1,7 +1,9 @@
 #include "tests/unit/test_files.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -39,6 +41,27 @@ std::string NpyImage(int major, const std::string& dict,
     out.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xff));
   }
   return out + header + data;
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream file(path);
+  return std::string((std::istreambuf_iterator<char>(file)),
+                     std::istreambuf_iterator<char>());
+}
+
+bool Shell(const std::string& command) {
+  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+bool HaveOpenssl() { return Shell("command -v openssl"); }
+
+bool WriteSelfSignedCertificate(const std::string& key_path,
+                                const std::string& cert_path,
+                                const std::string& dns_name) {
+  return Shell(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=harmamba "
+      "-addext subjectAltName=DNS:" +
+      dns_name + " -keyout " + key_path + " -out " + cert_path);
 }
 
 }  // namespace harmamba::testing

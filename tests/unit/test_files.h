@@ -34,6 +34,23 @@ std::string RawBytes(const std::vector<T>& values) {
 std::string NpyImage(int major, const std::string& dict,
                      const std::string& data);
 
+// The contents of `path`; "" when it cannot be read.
+std::string ReadText(const std::string& path);
+
+// Runs `command` through the shell with its output discarded; true when it
+// exits 0.
+bool Shell(const std::string& command);
+
+// Whether the openssl command-line tool is installed.
+bool HaveOpenssl();
+
+// Writes a self-signed RSA certificate (1 day, CN harmamba, subjectAltName
+// DNS:`dns_name`) and its private key as PEM files with openssl; false if
+// openssl fails.
+bool WriteSelfSignedCertificate(const std::string& key_path,
+                                const std::string& cert_path,
+                                const std::string& dns_name);
+
 }  // namespace harmamba::testing
 
 #endif  // HARMAMBA_TESTS_UNIT_TEST_FILES_H_
