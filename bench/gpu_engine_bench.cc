@@ -4,13 +4,17 @@
 // and windows/s at batch 1 to 8192 (1024 for PAMAP2).
 //
 //   build/bench/gpu_engine_bench      (exits 0 with a note without a device)
+//   build/bench/gpu_engine_bench 8192 (only these UCI-HAR batch sizes; for
+//                                      profiling one shape with ncu)
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/gpu_engine.h"
@@ -19,7 +23,7 @@
 namespace harmamba {
 namespace {
 
-int Main() {
+int Main(const std::vector<int64_t>& only_batches) {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("gpu_engine_bench: no CUDA device, nothing measured\n");
@@ -27,7 +31,10 @@ int Main() {
   }
   // UCI-HAR (73 tokens, activations in shared memory) and PAMAP2 (289
   // tokens, activations in global scratch).
-  for (int window_length : {128, 512}) {
+  // UCI-HAR with and without CUDA graphs, PAMAP2 with.
+  for (const auto& [window_length, graphs] :
+       {std::pair{128, true}, std::pair{128, false}, std::pair{512, true}}) {
+    if (!only_batches.empty() && (window_length != 128 || !graphs)) continue;
     ModelConfig config;
     config.name = "bench";
     config.window_length = window_length;
@@ -39,6 +46,10 @@ int Main() {
     config.classes = {"a", "b", "c", "d", "e", "f"};
     GpuEngineOptions options;
     options.max_batch = 8192;
+    options.cuda_graphs = graphs;
+    for (int64_t batch : only_batches) {
+      options.max_batch = std::max(options.max_batch, batch);
+    }
     auto engine = CreateGpuEngine(InitModel(config, 1), options);
     if (!engine.ok()) {
       std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
@@ -50,7 +61,9 @@ int Main() {
     std::printf("%6s %12s %12s\n", "batch", "ms/batch", "windows/s");
     std::mt19937 rng(3);
     std::normal_distribution<float> dist;
-    for (int64_t batch : {1, 8, 64, 256, 1024, 4096, 8192}) {
+    std::vector<int64_t> batches = {1, 8, 64, 256, 1024, 4096, 8192};
+    if (!only_batches.empty()) batches = only_batches;
+    for (int64_t batch : batches) {
       if (window_length > 128 && batch > 1024) continue;
       std::vector<float> windows(batch * config.window_floats());
       for (float& v : windows) v = dist(rng);
@@ -82,4 +95,15 @@ int Main() {
 }  // namespace
 }  // namespace harmamba
 
-int main() { return harmamba::Main(); }
+int main(int argc, char** argv) {
+  std::vector<int64_t> only_batches;
+  for (int i = 1; i < argc; ++i) {
+    const long long batch = std::atoll(argv[i]);
+    if (batch < 1) {
+      std::fprintf(stderr, "usage: gpu_engine_bench [BATCH ...]\n");
+      return 2;
+    }
+    only_batches.push_back(batch);
+  }
+  return harmamba::Main(only_batches);
+}

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/harmamba_fused.cuh"
 #include "model/status_macros.h"
@@ -55,12 +57,35 @@ class DeviceFloats {
   float* ptr_ = nullptr;
 };
 
+// One cudaHostAlloc'd (pinned) float array: copies from it can be
+// asynchronous and recorded in a CUDA graph.
+class PinnedFloats {
+ public:
+  PinnedFloats() = default;
+  PinnedFloats(const PinnedFloats&) = delete;
+  PinnedFloats& operator=(const PinnedFloats&) = delete;
+  ~PinnedFloats() {
+    if (ptr_ != nullptr) cudaFreeHost(ptr_);
+  }
+  absl::Status Allocate(size_t n) {
+    return Cuda(cudaHostAlloc(reinterpret_cast<void**>(&ptr_),
+                              std::max<size_t>(n, 1) * sizeof(float),
+                              cudaHostAllocDefault),
+                absl::StrCat("cudaHostAlloc of ", n, " floats"));
+  }
+  float* get() const { return ptr_; }
+
+ private:
+  float* ptr_ = nullptr;
+};
+
 class GpuEngine final : public ModelBackend {
  public:
   GpuEngine(const ModelConfig& config, const GpuEngineOptions& options)
       : config_(config), options_(options) {}
 
   ~GpuEngine() override {
+    for (const auto& [count, exec] : graphs_) cudaGraphExecDestroy(exec);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -86,6 +111,8 @@ class GpuEngine final : public ModelBackend {
     RETURN_IF_ERROR(windows_.Allocate(chunk_ * config_.window_floats()));
     RETURN_IF_ERROR(s_.Allocate(chunk_ * L * D));
     RETURN_IF_ERROR(logits_.Allocate(chunk_ * shape_.classes));
+    RETURN_IF_ERROR(host_windows_.Allocate(chunk_ * config_.window_floats()));
+    RETURN_IF_ERROR(host_logits_.Allocate(chunk_ * shape_.classes));
     if (!fits) {
       RETURN_IF_ERROR(workspace_.Allocate(
           kc::FusedPairWorkspaceBytes(shape_, chunk_) / sizeof(float)));
@@ -109,7 +136,7 @@ class GpuEngine final : public ModelBackend {
       name = prop.name;
     }
     return absl::StrCat("cuda-fused (device ", options_.device, ": ", name,
-                        ")");
+                        options_.cuda_graphs ? ", CUDA graphs" : "", ")");
   }
 
   absl::Status Run(const float* windows, int64_t n, float* logits) override {
@@ -120,23 +147,68 @@ class GpuEngine final : public ModelBackend {
     const int64_t K = shape_.classes;
     for (int64_t first = 0; first < n; first += chunk_) {
       const int64_t count = std::min(chunk_, n - first);
-      RETURN_IF_ERROR(
-          Cuda(cudaMemcpyAsync(windows_.get(), windows + first * window_floats,
-                               count * window_floats * sizeof(float),
-                               cudaMemcpyHostToDevice, stream_),
-               "copying windows to the device"));
-      RETURN_IF_ERROR(Forward(count));
-      RETURN_IF_ERROR(Cuda(cudaMemcpyAsync(logits + first * K, logits_.get(),
-                                           count * K * sizeof(float),
-                                           cudaMemcpyDeviceToHost, stream_),
-                           "copying logits to the host"));
+      std::memcpy(host_windows_.get(), windows + first * window_floats,
+                  count * window_floats * sizeof(float));
+      RETURN_IF_ERROR(Launch(count));
       RETURN_IF_ERROR(
           Cuda(cudaStreamSynchronize(stream_), "running the forward pass"));
+      std::memcpy(logits + first * K, host_logits_.get(),
+                  count * K * sizeof(float));
     }
     return absl::OkStatus();
   }
 
  private:
+  // Enqueues the forward pass of the `count` windows in host_windows_,
+  // leaving their logits in host_logits_ once the stream is done: the
+  // graph recorded for `count`, recording it first if there is none.
+  absl::Status Launch(int64_t count) {
+    if (!options_.cuda_graphs) return Enqueue(count);
+    auto it = graphs_.find(count);
+    if (it == graphs_.end()) {
+      if (graphs_.size() >= GpuEngineOptions::kMaxCudaGraphs) {
+        return Enqueue(count);
+      }
+      ASSIGN_OR_RETURN(cudaGraphExec_t exec, Record(count));
+      it = graphs_.emplace(count, exec).first;
+    }
+    return Cuda(cudaGraphLaunch(it->second, stream_), "cudaGraphLaunch");
+  }
+
+  absl::StatusOr<cudaGraphExec_t> Record(int64_t count) {
+    RETURN_IF_ERROR(
+        Cuda(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+             "cudaStreamBeginCapture"));
+    const absl::Status enqueued = Enqueue(count);
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    if (!enqueued.ok() || ended != cudaSuccess) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      RETURN_IF_ERROR(enqueued);
+      return Cuda(ended, "recording a CUDA graph");
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    RETURN_IF_ERROR(Cuda(instantiated, "cudaGraphInstantiate"));
+    return exec;
+  }
+
+  // Enqueues the copy of `count` windows in, the forward pass and the copy
+  // of their logits out.
+  absl::Status Enqueue(int64_t count) {
+    RETURN_IF_ERROR(
+        Cuda(cudaMemcpyAsync(windows_.get(), host_windows_.get(),
+                             count * config_.window_floats() * sizeof(float),
+                             cudaMemcpyHostToDevice, stream_),
+             "copying windows to the device"));
+    RETURN_IF_ERROR(Forward(count));
+    return Cuda(cudaMemcpyAsync(host_logits_.get(), logits_.get(),
+                                count * shape_.classes * sizeof(float),
+                                cudaMemcpyDeviceToHost, stream_),
+                "copying logits to the host");
+  }
+
   // Enqueues embed, every pair and the head for `count` windows already in
   // windows_.
   absl::Status Forward(int64_t count) {
@@ -257,6 +329,8 @@ class GpuEngine final : public ModelBackend {
   static constexpr int64_t kWorkspaceWindows = 1024;
   int64_t chunk_ = 0;  // windows per launch
   DeviceFloats windows_, s_, logits_, workspace_;
+  PinnedFloats host_windows_, host_logits_;  // staging, chunk_ windows
+  absl::flat_hash_map<int64_t, cudaGraphExec_t> graphs_;  // by window count
   cudaStream_t stream_ = nullptr;
   kc::EmbedParams embed_;
   std::vector<kc::FusedPairParams> pairs_;

@@ -1,6 +1,7 @@
 // harmamba-server: serves every model file of a directory over gRPC.
 //
-// Thin: parses flags, loads the models (LoadModelFile + CreateCpuEngine),
+// Thin: parses flags, loads the models (LoadModelFile + CreateCpuEngine, or
+// CreateGpuEngine with --device cuda),
 // serves Prometheus metrics, starts the server, and shuts it down gracefully
 // on SIGTERM or SIGINT.
 #include <pthread.h>
@@ -25,6 +26,9 @@
 #include "absl/time/clock.h"
 #include "grpcpp/security/server_credentials.h"
 #include "model/cpu_engine.h"
+#ifdef HARMAMBA_SERVER_HAS_CUDA
+#include "model/gpu_engine.h"
+#endif
 #include "model/model_file.h"
 #include "model/status_macros.h"
 #include "server/metrics_http.h"
@@ -73,6 +77,9 @@ ABSL_FLAG(double, min_bulk_fraction, 0.25,
 ABSL_FLAG(int, threads, 0,
           "Threads each model's CPU engine uses for one batch (0 = all "
           "hardware threads).");
+ABSL_FLAG(std::string, device, "cpu",
+          "Where the models run: cpu (the fused CPU engine) or cuda[:N] (the "
+          "fused CUDA engine; only in builds with nvcc, needs a GPU).");
 ABSL_FLAG(int, max_message_bytes, 32 << 20,
           "Largest request or response message in bytes; larger ones are "
           "refused by gRPC with RESOURCE_EXHAUSTED. The default holds a "
@@ -94,6 +101,45 @@ ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9464",
 namespace {
 
 using harmamba::ModelBackend;
+
+constexpr int kCpuDevice = -1;
+
+// "cpu" -> kCpuDevice; "cuda" -> 0; "cuda:N" -> N.
+absl::StatusOr<int> ParseDevice(const std::string& device) {
+  if (device == "cpu") return kCpuDevice;
+  int ordinal = 0;
+  if (device == "cuda" ||
+      (absl::StartsWith(device, "cuda:") &&
+       absl::SimpleAtoi(device.substr(5), &ordinal) && ordinal >= 0)) {
+#ifdef HARMAMBA_SERVER_HAS_CUDA
+    return ordinal;
+#else
+    return absl::InvalidArgumentError(
+        "this build has no CUDA engine (it was built without nvcc)");
+#endif
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("expected cpu, cuda or cuda:N, got \"", device, "\""));
+}
+
+absl::StatusOr<std::unique_ptr<ModelBackend>> CreateBackend(
+    const harmamba::ModelWeights& weights, int device, int threads,
+    int max_batch_size) {
+  if (device == kCpuDevice) {
+    harmamba::CpuEngineOptions options;
+    options.num_threads = threads;
+    return harmamba::CreateCpuEngine(weights, options);
+  }
+#ifdef HARMAMBA_SERVER_HAS_CUDA
+  harmamba::GpuEngineOptions options;
+  options.device = device;
+  options.max_batch = max_batch_size;
+  return harmamba::CreateGpuEngine(weights, options);
+#else
+  (void)max_batch_size;
+  return absl::InternalError("no CUDA engine in this build");
+#endif
+}
 
 absl::StatusOr<std::string> ReadPemFile(const char* flag,
                                         const std::string& path) {
@@ -209,16 +255,23 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const int threads = absl::GetFlag(FLAGS_threads);
+  absl::StatusOr<int> cuda_device = ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!cuda_device.ok()) {
+    std::fprintf(stderr, "harmamba-server: --device: %s\n",
+                 std::string(cuda_device.status().message()).c_str());
+    return 2;
+  }
+  const int max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   std::map<std::string, absl::Duration> load_times;  // by file path
-  harmamba::BackendFactory factory = [threads,
+  harmamba::BackendFactory factory = [threads, device = *cuda_device,
+                                      max_batch_size,
                                       &load_times](const std::string& path)
       -> absl::StatusOr<std::unique_ptr<ModelBackend>> {
     const absl::Time start = absl::Now();
     ASSIGN_OR_RETURN(harmamba::ModelWeights weights,
                      harmamba::LoadModelFile(path));
-    harmamba::CpuEngineOptions engine_options;
-    engine_options.num_threads = threads;
-    auto backend = harmamba::CreateCpuEngine(weights, engine_options);
+    absl::StatusOr<std::unique_ptr<ModelBackend>> backend =
+        CreateBackend(weights, device, threads, max_batch_size);
     load_times[path] = absl::Now() - start;
     return backend;
   };

@@ -10,17 +10,13 @@
 #include "model/cpu_engine.h"
 #include "model/status_macros.h"
 #include "model/torch/torch_backend.h"
+#ifdef HARMAMBA_CLI_HAS_CUDA_ENGINE
+#include "model/gpu_engine.h"
+#endif
 
 namespace harmamba::cli {
 namespace {
 
-// The LibTorch reference backend (model/torch/torch_backend.h) is not in this
-// build yet. When it lands, this becomes:
-//   TorchBackendOptions options;
-//   options.path = ForwardPath::kReference;
-//   options.num_threads = num_threads;
-//   return CreateTorchBackend(weights, options);
-// and tools/CMakeLists.txt links harmamba_torch.
 absl::StatusOr<std::unique_ptr<ModelBackend>> CreateReferenceBackend(
     const ModelWeights& weights, int num_threads) {
   TorchBackendOptions options;
@@ -33,7 +29,11 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateReferenceBackend(
 
 const std::vector<std::string>& BackendNames() {
   static const auto* const kNames =
-      new std::vector<std::string>{kFastBackend, kReferenceBackend};
+      new std::vector<std::string>{kFastBackend, kReferenceBackend,
+#ifdef HARMAMBA_CLI_HAS_CUDA_ENGINE
+                                   kCudaBackend
+#endif
+      };
   return *kNames;
 }
 
@@ -47,6 +47,9 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateBackend(
   if (name == kReferenceBackend) {
     return CreateReferenceBackend(weights, num_threads);
   }
+#ifdef HARMAMBA_CLI_HAS_CUDA_ENGINE
+  if (name == kCudaBackend) return CreateGpuEngine(weights);
+#endif
   return absl::InvalidArgumentError(
       absl::StrCat("unknown backend '", name, "', expected one of ",
                    absl::StrJoin(BackendNames(), ", ")));
@@ -74,7 +77,8 @@ void AddInferenceFlags(FlagParser& flags, InferenceOptions* target) {
                1, 1 << 20);
   flags.AddChoice("backend", BackendNames(),
                   "fast = fused CPU engine; reference = LibTorch reference "
-                  "path (when built in).",
+                  "path; cuda = fused CUDA engine (builds with nvcc only; "
+                  "needs a GPU).",
                   &target->backend_name);
   flags.AddBool("progress",
                 "Print progress on stderr (default: only when stderr is a "

@@ -26,6 +26,7 @@ namespace harmamba::cli {
 //   "reference" the LibTorch reference path (model/torch/torch_backend.h).
 inline constexpr char kFastBackend[] = "fast";
 inline constexpr char kReferenceBackend[] = "reference";
+inline constexpr char kCudaBackend[] = "cuda";  // only with the CUDA engine
 const std::vector<std::string>& BackendNames();
 
 // Creates the backend called `name` for `weights` (copied by the backend).

@@ -109,6 +109,38 @@ TEST(GpuEngineTest, ResultIndependentOfBatchPosition) {
   }
 }
 
+// A recorded CUDA graph reads the windows of each Run(), not those it was
+// recorded with, and gives bitwise the logits of uncaptured launches.
+TEST(GpuEngineTest, CudaGraphReplaysMatchUncapturedRuns) {
+  SKIP_WITHOUT_CUDA_DEVICE();
+  const ModelConfig config = SmallConfig();
+  const ModelWeights weights = RandomWeights(config, 11);
+  const int K = config.num_classes();
+  GpuEngineOptions with_graphs, without_graphs;
+  with_graphs.max_batch = without_graphs.max_batch = 4;
+  without_graphs.cuda_graphs = false;
+  auto graphed = CreateGpuEngine(weights, with_graphs);
+  auto plain = CreateGpuEngine(weights, without_graphs);
+  ASSERT_TRUE(graphed.ok()) << graphed.status();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_NE((*graphed)->description().find("CUDA graphs"), std::string::npos);
+  // Sizes 3, 3, 6 (= 4 + 2: two graphs) and 3 again, each on new windows.
+  uint64_t seed = 20;
+  for (int64_t n : {3, 3, 6, 3}) {
+    const auto windows = RandomWindows(config, n, ++seed);
+    std::vector<float> a(n * K, NAN), b(n * K, NAN);
+    ASSERT_TRUE((*graphed)->Run(windows.data(), n, a.data()).ok());
+    ASSERT_TRUE((*plain)->Run(windows.data(), n, b.data()).ok());
+    for (int64_t i = 0; i < n * K; ++i) {
+      ASSERT_EQ(a[i], b[i]) << "n=" << n << " i=" << i;
+    }
+    const auto oracle = OracleForward(weights, windows.data());
+    EXPECT_LE(
+        RelativeError(std::vector<float>(a.begin(), a.begin() + K), oracle),
+        1e-5);
+  }
+}
+
 TEST(GpuEngineTest, Pamap2ShapeMatchesOracle) {
   SKIP_WITHOUT_CUDA_DEVICE();
   // 512 x 9 -> 289 tokens: more than one CTA's shared memory, so the pairs

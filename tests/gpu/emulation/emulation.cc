@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace emu {
@@ -245,5 +246,65 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes,
                             cudaMemcpyKind kind, cudaStream_t) {
+  if (emu::RecordIfCapturing([=] { std::memmove(dst, src, bytes); })) {
+    return cudaSuccess;
+  }
   return cudaMemcpy(dst, src, bytes, kind);
+}
+
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) {
+  return cudaMalloc(ptr, bytes);
+}
+
+cudaError_t cudaFreeHost(void* ptr) { return cudaFree(ptr); }
+
+struct EmulatedGraph {
+  std::vector<std::function<void()>> work;
+};
+
+namespace emu {
+namespace {
+// The recording of the open capture; null when none is open.
+EmulatedGraph* capturing = nullptr;
+}  // namespace
+
+bool RecordIfCapturing(std::function<void()> work) {
+  if (capturing == nullptr) return false;
+  capturing->work.push_back(std::move(work));
+  return true;
+}
+}  // namespace emu
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+  if (emu::capturing != nullptr) return cudaErrorInvalidValue;
+  emu::capturing = new EmulatedGraph;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
+  if (emu::capturing == nullptr) return cudaErrorInvalidValue;
+  *graph = emu::capturing;
+  emu::capturing = nullptr;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long) {
+  *exec = new EmulatedGraph(*graph);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+  for (const auto& work : exec->work) work();
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
 }

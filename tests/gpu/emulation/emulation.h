@@ -50,6 +50,10 @@ float* DynamicSharedFloats();
 void RunGrid(dim3 grid, dim3 block, size_t shared_bytes,
              const std::function<void()>& thread_body);
 
+// While a stream capture is open, `work` is appended to the graph being
+// recorded and true is returned; otherwise false (run it now).
+bool RecordIfCapturing(std::function<void()> work);
+
 class Launch {
  public:
   Launch(dim3 grid, dim3 block, size_t shared_bytes = 0,
@@ -57,7 +61,11 @@ class Launch {
       : grid_(grid), block_(block), shared_bytes_(shared_bytes) {}
   template <typename Kernel, typename... Args>
   void operator()(Kernel kernel, const Args&... args) const {
-    RunGrid(grid_, block_, shared_bytes_, [&] { kernel(args...); });
+    auto run = [grid = grid_, block = block_, shared_bytes = shared_bytes_,
+                kernel, args...] {
+      RunGrid(grid, block, shared_bytes, [&] { kernel(args...); });
+    };
+    if (!RecordIfCapturing(run)) run();
   }
 
  private:
