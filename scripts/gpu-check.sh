@@ -4,7 +4,7 @@
 # build, run the GPU and unit tests, compute-sanitizer, the kernel
 # benchmark and the plain-PyTorch baseline. Every step's log goes to
 # $OUT/<step>.log; a summary table is printed at the end (and written to
-# $OUT/summary.txt).
+# $OUT/summary.txt); the logs are then packed into $OUT/logs.tar.gz.
 #
 # Here, before the call:  ../shared/gpu/fetch-devroot-debs.sh .gpu/debs
 #                         apt-get download nlohmann-json3-dev  (into .gpu/debs)
@@ -208,4 +208,7 @@ fi
   cat "$OUT/bench-engine.log" 2>/dev/null
   grep -h -E "^ +[0-9]+ +(eager|graph)" "$OUT/reference.log" 2>/dev/null
 } | tee "$OUT/summary.txt"
+# Only 8 files come back from a device call: the logs travel as one archive.
+(cd "$OUT" && tar czf logs.tar.gz --exclude=summary.txt --exclude=logs.tar.gz . &&
+  find . -mindepth 1 ! -name summary.txt ! -name logs.tar.gz -delete)
 exit $FAILED

@@ -11,12 +11,12 @@
 //   xdbl [L][R + 2N]      x_proj output dt_low | B | C
 // Per direction: in_proj, conv + SiLU, x_proj, the scan (kLanes lanes per
 // channel, states in registers, B/C/dt_low read from shared memory), out_proj
-// accumulated into acc. The projections share BlockGemm (one column x 8 rows
+// accumulated into acc. The projections share BlockGemm (8 rows x 4 columns
 // per item). Each output element has one owner thread and a fixed summation
 // order: results do not depend on the batch.
 //
-// A first, straightforward version: the projections stream their weights
-// from L1/L2 without register tiling over columns; no tensor cores.
+// SIMT fp32, no tensor cores: the projections stream their weights from
+// L1/L2 into 8 x 4 register tiles.
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -48,39 +48,83 @@ __device__ __forceinline__ Sizes SizesOf(const HarmambaShape& s) {
 }
 
 // out[t][j] (+)= bias[j] + sum_k a[t][k] w[k][j] for t < rows, j < n, by
-// the CTA: each work item is one column j and a block of kRowBlock rows, so
-// a weight is loaded once per block of rows (consecutive items take
-// consecutive columns: coalesced weight loads, broadcast shared-memory
-// reads of `a`). `a` and `out` in shared memory, `w` ([k][n]) and `bias`
-// (optional) in global memory. Each output has one owner and a fixed
-// summation order.
-template <bool kAccumulate>
-__device__ __forceinline__ void BlockGemm(const float* a, int lda, int rows,
-                                          int k_dim, const float* w, int n,
-                                          const float* bias, float* out,
-                                          int ldo) {
+// the CTA. A work item is a tile of kRowBlock rows x kColBlock columns held
+// in registers (one float4 weight load and kRowBlock broadcast shared-memory
+// reads feed 32 FMAs); consecutive items take consecutive column groups, so
+// weight loads are coalesced. The kernel runs one CTA (8 warps) per SM, so
+// the weight loads' latency, not arithmetic, bounds these products. Where n is
+// not a multiple of kColBlock (or `w` or `bias` is not 16-byte aligned) the
+// tile is one column wide. `a` and `out` in shared memory, `w` ([k][n]) and
+// `bias` (optional) in global memory. Each output has one owner and a fixed
+// summation order (k ascending), whatever the tile shape.
+template <int kCols, bool kAccumulate>
+__device__ __forceinline__ void BlockGemmTiled(const float* a, int lda,
+                                               int rows, int k_dim,
+                                               const float* w, int n,
+                                               const float* bias, float* out,
+                                               int ldo) {
   const int blocks = (rows + kRowBlock - 1) / kRowBlock;
-  for (int item = threadIdx.x; item < n * blocks; item += kPairThreads) {
-    const int j = item % n, t0 = (item / n) * kRowBlock;
+  const int groups = n / kCols;
+  for (int item = threadIdx.x; item < groups * blocks; item += kPairThreads) {
+    const int j0 = (item % groups) * kCols, t0 = (item / groups) * kRowBlock;
     const int count = rows - t0 < kRowBlock ? rows - t0 : kRowBlock;
-    float acc[kRowBlock];
-    const float init = bias != nullptr ? bias[j] : 0.f;
+    float acc[kRowBlock][kCols];
 #pragma unroll
-    for (int r = 0; r < kRowBlock; ++r) acc[r] = init;
+    for (int c = 0; c < kCols; ++c) {
+      const float init = bias != nullptr ? bias[j0 + c] : 0.f;
+#pragma unroll
+      for (int r = 0; r < kRowBlock; ++r) acc[r][c] = init;
+    }
+    // Unrolled so that several weight loads (L2 latency: the weights do not
+    // fit the L1 left beside ~160 KB of shared memory) are in flight at once.
+#pragma unroll 4
     for (int k = 0; k < k_dim; ++k) {
-      const float wk = w[k * n + j];
+      float wk[kCols];
+      if constexpr (kCols == 4) {
+        const float4 v = *reinterpret_cast<const float4*>(w + k * n + j0);
+        wk[0] = v.x;
+        wk[1] = v.y;
+        wk[2] = v.z;
+        wk[3] = v.w;
+      } else {
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) wk[c] = w[k * n + j0 + c];
+      }
 #pragma unroll
       for (int r = 0; r < kRowBlock; ++r) {
-        if (r < count) acc[r] = fmaf(a[(t0 + r) * lda + k], wk, acc[r]);
+        if (r < count) {
+          const float ar = a[(t0 + r) * lda + k];
+#pragma unroll
+          for (int c = 0; c < kCols; ++c)
+            acc[r][c] = fmaf(ar, wk[c], acc[r][c]);
+        }
       }
     }
 #pragma unroll
     for (int r = 0; r < kRowBlock; ++r) {
       if (r < count) {
-        float& dst = out[(t0 + r) * ldo + j];
-        dst = kAccumulate ? dst + acc[r] : acc[r];
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          float& dst = out[(t0 + r) * ldo + j0 + c];
+          dst = kAccumulate ? dst + acc[r][c] : acc[r][c];
+        }
       }
     }
+  }
+}
+
+template <bool kAccumulate>
+__device__ __forceinline__ void BlockGemm(const float* a, int lda, int rows,
+                                          int k_dim, const float* w, int n,
+                                          const float* bias, float* out,
+                                          int ldo) {
+  const bool vectorisable =
+      n % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
+      (bias == nullptr || reinterpret_cast<uintptr_t>(bias) % 16 == 0);
+  if (vectorisable) {
+    BlockGemmTiled<4, kAccumulate>(a, lda, rows, k_dim, w, n, bias, out, ldo);
+  } else {
+    BlockGemmTiled<1, kAccumulate>(a, lda, rows, k_dim, w, n, bias, out, ldo);
   }
 }
 

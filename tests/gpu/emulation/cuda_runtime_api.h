@@ -12,6 +12,10 @@ struct dim3 {
       : x(vx), y(vy), z(vz) {}
 };
 
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+
 enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
