@@ -31,10 +31,17 @@ int Main(const std::vector<int64_t>& only_batches) {
   }
   // UCI-HAR (73 tokens, activations in shared memory) and PAMAP2 (289
   // tokens, activations in global scratch).
-  // UCI-HAR with and without CUDA graphs, PAMAP2 with.
-  for (const auto& [window_length, graphs] :
-       {std::pair{128, true}, std::pair{128, false}, std::pair{512, true}}) {
-    if (!only_batches.empty() && (window_length != 128 || !graphs)) continue;
+  // UCI-HAR with and without CUDA graphs and with 512 threads per window,
+  // PAMAP2 with graphs.
+  struct Variant {
+    int window_length;
+    bool graphs;
+    int pair_threads;
+  };
+  for (const Variant& v : {Variant{128, true, 0}, Variant{128, false, 0},
+                           Variant{128, true, 512}, Variant{512, true, 0}}) {
+    const int window_length = v.window_length;
+    if (!only_batches.empty() && (window_length != 128 || !v.graphs)) continue;
     ModelConfig config;
     config.name = "bench";
     config.window_length = window_length;
@@ -46,7 +53,8 @@ int Main(const std::vector<int64_t>& only_batches) {
     config.classes = {"a", "b", "c", "d", "e", "f"};
     GpuEngineOptions options;
     options.max_batch = 8192;
-    options.cuda_graphs = graphs;
+    options.cuda_graphs = v.graphs;
+    options.pair_threads = v.pair_threads;
     for (int64_t batch : only_batches) {
       options.max_batch = std::max(options.max_batch, batch);
     }

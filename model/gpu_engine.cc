@@ -135,8 +135,13 @@ class GpuEngine final : public ModelBackend {
     if (cudaGetDeviceProperties(&prop, options_.device) == cudaSuccess) {
       name = prop.name;
     }
-    return absl::StrCat("cuda-fused (device ", options_.device, ": ", name,
-                        options_.cuda_graphs ? ", CUDA graphs" : "", ")");
+    return absl::StrCat(
+        "cuda-fused (device ", options_.device, ": ", name,
+        options_.cuda_graphs ? ", CUDA graphs" : "",
+        options_.pair_threads != 0
+            ? absl::StrCat(", ", options_.pair_threads, " threads per window")
+            : "",
+        ")");
   }
 
   absl::Status Run(const float* windows, int64_t n, float* logits) override {
@@ -267,6 +272,7 @@ class GpuEngine final : public ModelBackend {
       kc::FusedPairParams& pair = pairs_[k];
       pair.shape = shape_;
       pair.cls_only = k + 1 == config_.num_pairs();
+      pair.threads = options_.pair_threads;
       pair.s = s_.get();
       pair.workspace = workspace_.get();  // null when shared memory suffices
       for (int dir = 0; dir < 2; ++dir) {

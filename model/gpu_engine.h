@@ -33,6 +33,9 @@ struct GpuEngineOptions {
   // buckets that is one graph per bucket. At most kMaxCudaGraphs sizes are
   // kept; other sizes run uncaptured. Same results either way (bitwise).
   bool cuda_graphs = true;
+  // Threads per window (kernels::cuda::FusedPairParams::threads): 256 or
+  // 512; 0 = the kernel's default.
+  int pair_threads = 0;
   static constexpr int kMaxCudaGraphs = 64;
 };
 

@@ -185,6 +185,7 @@ print(sys.argv[1], \"accuracy cuda %.4f%% cpu %.4f%%, macro-F1 cuda %.4f%% cpu %
     step ncu-pair 90 ncu --clock-control none -k regex:FusedPair --launch-skip 6 \
       -c 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
       --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats \
       "$BUILD/bench/gpu_engine_bench" 8192
   else
     skip ncu-pair "ncu not found"
@@ -209,6 +210,7 @@ fi
   grep -h -E "^ +[0-9]+ +(eager|graph)" "$OUT/reference.log" 2>/dev/null
 } | tee "$OUT/summary.txt"
 # Only 8 files come back from a device call: the logs travel as one archive.
-(cd "$OUT" && tar czf logs.tar.gz --exclude=summary.txt --exclude=logs.tar.gz . &&
-  find . -mindepth 1 ! -name summary.txt ! -name logs.tar.gz -delete)
+tar czf /tmp/gpu-check-logs.tar.gz -C "$OUT" --exclude=./summary.txt . &&
+  find "$OUT" -mindepth 1 ! -name summary.txt -delete &&
+  mv /tmp/gpu-check-logs.tar.gz "$OUT/logs.tar.gz"
 exit $FAILED

@@ -17,6 +17,7 @@
 //
 // SIMT fp32, no tensor cores: the projections stream their weights from
 // L1/L2 into 8 x 4 register tiles.
+#include <algorithm>
 #include <string>
 
 #include "kernels/cuda/common.cuh"
@@ -27,8 +28,8 @@ namespace {
 
 using internal::kLog2e;
 
-constexpr int kPairThreads = 256;
-constexpr int kPairWarps = kPairThreads / 32;
+// The CTA size by default (FusedPairParams::threads).
+constexpr int kDefaultPairThreads = 256;
 constexpr int kMaxState = 16;
 constexpr int kMaxRank = 16;
 constexpr int kMaxConv = 8;
@@ -57,7 +58,7 @@ __device__ __forceinline__ Sizes SizesOf(const HarmambaShape& s) {
 // tile is one column wide. `a` and `out` in shared memory, `w` ([k][n]) and
 // `bias` (optional) in global memory. Each output has one owner and a fixed
 // summation order (k ascending), whatever the tile shape.
-template <int kCols, bool kAccumulate>
+template <int kThreads, int kCols, bool kAccumulate>
 __device__ __forceinline__ void BlockGemmTiled(const float* a, int lda,
                                                int rows, int k_dim,
                                                const float* w, int n,
@@ -65,7 +66,7 @@ __device__ __forceinline__ void BlockGemmTiled(const float* a, int lda,
                                                int ldo) {
   const int blocks = (rows + kRowBlock - 1) / kRowBlock;
   const int groups = n / kCols;
-  for (int item = threadIdx.x; item < groups * blocks; item += kPairThreads) {
+  for (int item = threadIdx.x; item < groups * blocks; item += kThreads) {
     const int j0 = (item % groups) * kCols, t0 = (item / groups) * kRowBlock;
     const int count = rows - t0 < kRowBlock ? rows - t0 : kRowBlock;
     float acc[kRowBlock][kCols];
@@ -113,7 +114,7 @@ __device__ __forceinline__ void BlockGemmTiled(const float* a, int lda,
   }
 }
 
-template <bool kAccumulate>
+template <int kThreads, bool kAccumulate>
 __device__ __forceinline__ void BlockGemm(const float* a, int lda, int rows,
                                           int k_dim, const float* w, int n,
                                           const float* bias, float* out,
@@ -122,15 +123,18 @@ __device__ __forceinline__ void BlockGemm(const float* a, int lda, int rows,
       n % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
       (bias == nullptr || reinterpret_cast<uintptr_t>(bias) % 16 == 0);
   if (vectorisable) {
-    BlockGemmTiled<4, kAccumulate>(a, lda, rows, k_dim, w, n, bias, out, ldo);
+    BlockGemmTiled<kThreads, 4, kAccumulate>(a, lda, rows, k_dim, w, n, bias,
+                                             out, ldo);
   } else {
-    BlockGemmTiled<1, kAccumulate>(a, lda, rows, k_dim, w, n, bias, out, ldo);
+    BlockGemmTiled<kThreads, 1, kAccumulate>(a, lda, rows, k_dim, w, n, bias,
+                                             out, ldo);
   }
 }
 
-template <int kLanes>
-__global__ void __launch_bounds__(kPairThreads)
+template <int kThreads, int kLanes>
+__global__ void __launch_bounds__(kThreads)
     FusedPairKernel(const FusedPairParams p) {
+  constexpr int kWarps = kThreads / 32;
   constexpr int kStatesPerLane = kMaxState / kLanes;
   HARMAMBA_DYNAMIC_SHARED_FLOATS(smem);
   const Sizes z = SizesOf(p.shape);
@@ -150,7 +154,7 @@ __global__ void __launch_bounds__(kPairThreads)
   float* s_g = p.s + int64_t(blockIdx.x) * L * D;
 
   // ---- LayerNorm statistics (shared by both layers) and acc = 2 s --------
-  for (int r = warp; r < L; r += kPairWarps) {
+  for (int r = warp; r < L; r += kWarps) {
     float sum = 0.f;
     for (int j = lane; j < D; j += 32) {
       const float v = s_g[r * D + j];
@@ -180,29 +184,41 @@ __global__ void __launch_bounds__(kPairThreads)
     const int Ld = (p.cls_only && !reverse) ? 1 : L;
 
     // ---- in_proj: xz[t][j] = bias[j] + sum_k xn[t][k] W[k][j] -------------
-    BlockGemm<false>(xn, D, Ld, D, w.in_proj, 2 * E, w.in_proj_bias, xz, 2 * E);
+    BlockGemm<kThreads, false>(xn, D, Ld, D, w.in_proj, 2 * E, w.in_proj_bias,
+                               xz, 2 * E);
     __syncthreads();
 
     // ---- conv + SiLU: u[t][e] ----------------------------------------------
+    // Each thread keeps one channel's taps in registers (when d_inner <=
+    // kThreads, as CanRunFusedPair requires) and walks its rows.
     {
       const int K = z.K;
       const int sign = reverse ? 1 : -1;
-      for (int idx = tid; idx < Ld * E; idx += kPairThreads) {
-        const int t = idx / E, e = idx % E;
-        float pre = w.conv_bias[e];
-        for (int k = 0; k < K; ++k) {
-          const int src = t + sign * (K - 1 - k);
-          if (src >= 0 && src < Ld) {
-            pre = fmaf(w.conv_weight[e * K + k], xz[src * 2 * E + e], pre);
-          }
+      const int row_lanes = E <= kThreads ? kThreads / E : 1;
+      for (int e = tid % E; tid / E < row_lanes && e < E; e += kThreads) {
+        float taps[kMaxConv];
+#pragma unroll
+        for (int k = 0; k < kMaxConv; ++k) {
+          taps[k] = k < K ? w.conv_weight[e * K + k] : 0.f;
         }
-        u[t * E + e] = internal::Silu(pre);
+        const float bias = w.conv_bias[e];
+        for (int t = tid / E; t < Ld; t += row_lanes) {
+          float pre = bias;
+#pragma unroll
+          for (int k = 0; k < kMaxConv; ++k) {
+            const int src = t + sign * (K - 1 - k);
+            if (k < K && src >= 0 && src < Ld) {
+              pre = fmaf(taps[k], xz[src * 2 * E + e], pre);
+            }
+          }
+          u[t * E + e] = internal::Silu(pre);
+        }
       }
     }
     __syncthreads();
 
     // ---- x_proj: xdbl[t][j] = sum_e u[t][e] Wx[e][j] ------------------------
-    BlockGemm<false>(u, E, Ld, E, w.x_proj, X, nullptr, xdbl, X);
+    BlockGemm<kThreads, false>(u, E, Ld, E, w.x_proj, X, nullptr, xdbl, X);
     __syncthreads();
 
     // ---- scan + D skip + SiLU(z) gate; y replaces x in xz
@@ -255,13 +271,13 @@ __global__ void __launch_bounds__(kPairThreads)
     // ---- out_proj: acc[t][c] += sum_e y[t][e] Wout[e][c]
     // ---------------------
     // y is in the x half of xz.
-    BlockGemm<true>(xz, 2 * E, p.cls_only ? 1 : L, E, w.out_proj, D, nullptr,
-                    acc, D);
+    BlockGemm<kThreads, true>(xz, 2 * E, p.cls_only ? 1 : L, E, w.out_proj, D,
+                              nullptr, acc, D);
     __syncthreads();
   }
 
   const int rows = p.cls_only ? 1 : L;
-  for (int idx = tid; idx < rows * D; idx += kPairThreads) s_g[idx] = acc[idx];
+  for (int idx = tid; idx < rows * D; idx += kThreads) s_g[idx] = acc[idx];
 }
 
 __global__ void __launch_bounds__(256) EmbedKernel(const EmbedParams p) {
@@ -353,7 +369,11 @@ absl::Status CanRunFusedPair(const FusedPairParams& p) {
   if (s.d_state > kMaxState) {
     return Invalid("d_state must be <= 16, got " + std::to_string(s.d_state));
   }
-  if (s.d_inner > kPairThreads) {
+  if (p.threads != 0 && p.threads != 256 && p.threads != 512) {
+    return Invalid("threads must be 0, 256 or 512, got " +
+                   std::to_string(p.threads));
+  }
+  if (s.d_inner > 256) {
     return Invalid("d_inner must be <= 256, got " + std::to_string(s.d_inner));
   }
   if (s.dt_rank > kMaxRank) {
@@ -386,19 +406,45 @@ absl::Status CanRunFusedPair(const FusedPairParams& p) {
   return absl::OkStatus();
 }
 
+namespace {
+
+template <int kThreads, int kLanes>
+void LaunchPair(const FusedPairParams& p, unsigned grid, size_t bytes,
+                cudaStream_t stream) {
+  FusedPairKernel<kThreads, kLanes><<<grid, kThreads, bytes, stream>>>(p);
+}
+
+// One instantiation of FusedPairKernel and its launcher.
+struct PairVariant {
+  const void* kernel;
+  void (*launch)(const FusedPairParams&, unsigned, size_t, cudaStream_t);
+};
+
+template <int kThreads, int kLanes>
+PairVariant Variant() {
+  return {reinterpret_cast<const void*>(&FusedPairKernel<kThreads, kLanes>),
+          &LaunchPair<kThreads, kLanes>};
+}
+
+}  // namespace
+
 absl::Status FusedPairForward(const FusedPairParams& p, cudaStream_t stream) {
   if (absl::Status st = CanRunFusedPair(p); !st.ok()) return st;
   if (p.batch == 0) return absl::OkStatus();
   const size_t bytes =
       p.workspace != nullptr ? 0 : FusedPairSharedBytes(p.shape);
-  // Two lanes per channel when d_inner leaves room (d_inner <= 128).
-  const bool two_lanes = p.shape.d_inner * 2 <= kPairThreads;
-  const void* kernel = two_lanes
-                           ? reinterpret_cast<const void*>(&FusedPairKernel<2>)
-                           : reinterpret_cast<const void*>(&FusedPairKernel<1>);
+  const int threads = p.threads != 0 ? p.threads : kDefaultPairThreads;
+  // As many scan lanes per channel (1, 2 or 4) as the CTA has room for.
+  const int lanes = std::min(4, threads / static_cast<int>(p.shape.d_inner));
+  const PairVariant v = threads == 512 ? (lanes >= 4   ? Variant<512, 4>()
+                                          : lanes >= 2 ? Variant<512, 2>()
+                                                       : Variant<512, 1>())
+                                       : (lanes >= 4   ? Variant<256, 4>()
+                                          : lanes >= 2 ? Variant<256, 2>()
+                                                       : Variant<256, 1>());
   if (bytes > 0) {
     if (absl::Status st = internal::CheckCuda(
-            cudaFuncSetAttribute(kernel,
+            cudaFuncSetAttribute(v.kernel,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(bytes)),
             "fused pair: cudaFuncSetAttribute");
@@ -406,12 +452,7 @@ absl::Status FusedPairForward(const FusedPairParams& p, cudaStream_t stream) {
       return st;
     }
   }
-  const unsigned grid = static_cast<unsigned>(p.batch);
-  if (two_lanes) {
-    FusedPairKernel<2><<<grid, kPairThreads, bytes, stream>>>(p);
-  } else {
-    FusedPairKernel<1><<<grid, kPairThreads, bytes, stream>>>(p);
-  }
+  v.launch(p, static_cast<unsigned>(p.batch), bytes, stream);
   return internal::CheckLaunch("fused pair forward");
 }
 

@@ -90,6 +90,11 @@ struct FusedPairParams {
   // (PAMAP2's 289 tokens), slower otherwise. Private to this call until the
   // stream passes it.
   float* workspace = nullptr;
+  // Threads per CTA (one CTA per window): 256 or 512; 0 = 256. More threads
+  // hide more of the weight loads' latency and give the scan up to 4 lanes
+  // per channel; the results are the same up to rounding (the scan's
+  // reduction order depends on the lanes).
+  int threads = 0;
 };
 
 // A window's activations: tokens * (2 d_model + 3 d_inner + xdbl_width)

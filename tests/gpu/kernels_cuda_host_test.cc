@@ -10,6 +10,7 @@
 #include "kernels/cpu/causal_conv1d.h"
 #include "kernels/cpu/selective_scan.h"
 #include "kernels/cuda/causal_conv1d.cuh"
+#include "kernels/cuda/harmamba_fused.cuh"
 #include "kernels/cuda/layer_norm.cuh"
 #include "kernels/cuda/selective_scan.cuh"
 
@@ -104,6 +105,34 @@ TEST(CanRunTest, ConvAndLayerNormLimits) {
   ln.dim = 64;
   ln.out = nullptr;
   EXPECT_FALSE(cuda::CanRunLayerNorm(ln).ok());
+}
+
+TEST(CanRunTest, FusedPairThreads) {
+  static float dummy[1];
+  cuda::FusedPairParams p;
+  p.shape.window_length = 128;
+  p.shape.channels = 9;
+  p.shape.patch = p.shape.stride = 16;
+  p.shape.d_model = 64;
+  p.shape.d_inner = 128;
+  p.shape.d_state = 16;
+  p.shape.dt_rank = 4;
+  p.shape.d_conv = 4;
+  p.shape.classes = 6;
+  p.batch = 1;
+  p.s = dummy;
+  for (cuda::FusedDirectionWeights& w : p.dir) {
+    w.in_proj = w.in_proj_bias = w.conv_weight = w.conv_bias = w.x_proj =
+        w.dt_weight = w.dt_bias = w.A = w.D = w.out_proj = dummy;
+  }
+  for (int threads : {0, 256, 512}) {
+    p.threads = threads;
+    EXPECT_TRUE(cuda::CanRunFusedPair(p).ok()) << threads;
+  }
+  p.threads = 384;
+  const absl::Status s = cuda::CanRunFusedPair(p);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(s.message()).find("threads"), std::string::npos) << s;
 }
 
 }  // namespace

@@ -946,12 +946,14 @@ struct FusedCase {
   int64_t window_length, channels, d_model, d_state, dt_rank, d_conv;
   bool cls_only;
   bool workspace = false;  // activations in global scratch
+  int threads = 0;         // FusedPairParams::threads
   std::string Name() const {
     return "T" + std::to_string(window_length) + "_C" +
            std::to_string(channels) + "_D" + std::to_string(d_model) + "_N" +
            std::to_string(d_state) + "_R" + std::to_string(dt_rank) + "_K" +
            std::to_string(d_conv) + (cls_only ? "_cls" : "_all") +
-           (workspace ? "_ws" : "");
+           (workspace ? "_ws" : "") +
+           (threads != 0 ? "_t" + std::to_string(threads) : "");
   }
   cuda::HarmambaShape Shape() const {
     cuda::HarmambaShape s;
@@ -1102,6 +1104,7 @@ TEST_P(FusedPairTest, MatchesFloat64Pair) {
   p.shape = sh;
   p.batch = batch;
   p.cls_only = c.cls_only;
+  p.threads = c.threads;
   p.s = d_s.get();
   p.dir[0] = fwd.Device();
   p.dir[1] = bwd.Device();
@@ -1143,7 +1146,14 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{40, 3, 32, 5, 2, 3, true, true},
                       // PAMAP2: 289 tokens, only with a workspace.
                       FusedCase{512, 9, 64, 16, 4, 4, false, true},
-                      FusedCase{512, 9, 64, 16, 4, 4, true, true}),
+                      FusedCase{512, 9, 64, 16, 4, 4, true, true},
+                      // 512 threads: 4 scan lanes per channel (2 at d_inner
+                      // 192).
+                      FusedCase{128, 9, 64, 16, 4, 4, false, false, 512},
+                      FusedCase{128, 9, 64, 16, 4, 4, true, false, 512},
+                      FusedCase{40, 3, 32, 5, 2, 3, false, false, 512},
+                      FusedCase{64, 2, 96, 16, 6, 8, false, false, 512},
+                      FusedCase{128, 9, 64, 16, 4, 4, false, true, 512}),
     [](const auto& info) { return info.param.Name(); });
 
 TEST(FusedModelKernels, EmbedAndHeadMatchFloat64) {
