@@ -1,19 +1,19 @@
 // Fused HARMamba forward kernels; see harmamba_fused.cuh for the contract.
 //
-// FusedPairKernel, one CTA (256 threads) per window, phases separated by
+// FusedPairKernel, one CTA (256 or 512 threads) per window, phases separated by
 // __syncthreads, all buffers in dynamic shared memory (or, when they do not
 // fit, in the window's slice of a global workspace) (L tokens):
 //   acc  [L][d_model]     2 s, then += y_dir W_out,dir
 //   xn   [L][d_model]     (s - mean) * rstd (affine folded into in_proj)
-//   xz   [L][2 d_inner]   in_proj output x | z; x is replaced by the gated
-//                         scan output y once the convolution has read it
+//   xz   [L][2 d_inner]   in_proj output x | z; once the convolution has
+//                         read x: delta | SiLU(z), then y | SiLU(z)
 //   u    [L][d_inner]     SiLU(conv(x))
 //   xdbl [L][R + 2N]      x_proj output dt_low | B | C
-// Per direction: in_proj, conv + SiLU, x_proj, the scan (kLanes lanes per
-// channel, states in registers, B/C/dt_low read from shared memory), out_proj
-// accumulated into acc. The projections share BlockGemm (8 rows x 4 columns
-// per item). Each output element has one owner thread and a fixed summation
-// order: results do not depend on the batch.
+// Per direction: in_proj, conv + SiLU, x_proj, delta and SiLU(z) (parallel
+// over tokens), the scan (kLanes lanes per channel, states in registers, B/C
+// read from shared memory), out_proj accumulated into acc. The projections
+// share BlockGemm (8 rows x 4 columns per item). Each output element has one
+// owner thread and a fixed summation order: results do not depend on the batch.
 //
 // SIMT fp32, no tensor cores: the projections stream their weights from
 // L1/L2 into 8 x 4 register tiles.
@@ -221,8 +221,37 @@ __global__ void __launch_bounds__(kThreads)
     BlockGemm<kThreads, false>(u, E, Ld, E, w.x_proj, X, nullptr, xdbl, X);
     __syncthreads();
 
-    // ---- scan + D skip + SiLU(z) gate; y replaces x in xz
-    // --------------------
+    // ---- delta and gate, in parallel over (t, e) ---------------------------
+    // The x half of xz (already read by the convolution) takes
+    // delta = softplus(dt_low W_dt + dt_bias), the z half SiLU(z), so that
+    // the sequential scan below computes neither. Taps in registers as in
+    // the convolution.
+    {
+      const int row_lanes = E <= kThreads ? kThreads / E : 1;
+      for (int e = tid % E; tid / E < row_lanes && e < E; e += kThreads) {
+        float dt_w[kMaxRank];
+#pragma unroll
+        for (int r = 0; r < kMaxRank; ++r) {
+          dt_w[r] = r < R ? w.dt_weight[e * R + r] : 0.f;
+        }
+        const float dt_b = w.dt_bias[e];
+        for (int t = tid / E; t < Ld; t += row_lanes) {
+          const float* row = xdbl + t * X;
+          float raw = dt_b;
+#pragma unroll
+          for (int r = 0; r < kMaxRank; ++r) {
+            if (r < R) raw = fmaf(row[r], dt_w[r], raw);
+          }
+          float* xt = xz + t * 2 * E;
+          xt[e] = internal::Softplus(raw);
+          xt[E + e] = internal::Silu(xt[E + e]);
+        }
+      }
+    }
+    __syncthreads();
+
+    // ---- scan + D skip + gate; y replaces delta in xz
+    // ------------------------
     {
       const int group = tid / kLanes, sub = tid % kLanes;
       const bool active = group < E;
@@ -234,20 +263,14 @@ __global__ void __launch_bounds__(kThreads)
         a2[i] = n < N ? w.A[e * N + n] * kLog2e : 0.f;
         h[i] = 0.f;
       }
-      float dt_w[kMaxRank];
-#pragma unroll
-      for (int r = 0; r < kMaxRank; ++r)
-        dt_w[r] = r < R ? w.dt_weight[e * R + r] : 0.f;
-      const float dt_b = w.dt_bias[e], skip = w.D[e];
+      const float skip = w.D[e];
       for (int step = 0; step < Ld; ++step) {
         const int t = reverse ? Ld - 1 - step : step;
         const float* row = xdbl + t * X;
-        float raw = dt_b;
-#pragma unroll
-        for (int r = 0; r < kMaxRank; ++r) {
-          if (r < R) raw = fmaf(row[r], dt_w[r], raw);
-        }
-        const float dt = internal::Softplus(raw);
+        float* xt = xz + t * 2 * E;
+        // Idle lanes (they only join the shuffles) must not read the delta
+        // that another warp's active lane overwrites with y at this step.
+        const float dt = active ? xt[e] : 0.f;
         const float ut = u[t * E + e];
         const float dt_u = dt * ut;
         float y = 0.f;
@@ -259,11 +282,10 @@ __global__ void __launch_bounds__(kThreads)
             y = fmaf(row[R + N + n], h[i], y);
           }
         }
+        // The shuffle also orders this group's reads of xt[e] (y depends on
+        // them) before lane 0 overwrites it.
         y = internal::GroupSum<kLanes>(y);
-        if (active && sub == 0) {
-          y = fmaf(skip, ut, y) * internal::Silu(xz[t * 2 * E + E + e]);
-          xz[t * 2 * E + e] = y;
-        }
+        if (active && sub == 0) xt[e] = fmaf(skip, ut, y) * xt[E + e];
       }
     }
     __syncthreads();
