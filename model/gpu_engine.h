@@ -34,7 +34,7 @@ struct GpuEngineOptions {
   // kept; other sizes run uncaptured. Same results either way (bitwise).
   bool cuda_graphs = true;
   // Threads per window (kernels::cuda::FusedPairParams::threads): 256 or
-  // 512; 0 = the kernel's default.
+  // 512; 0 = the kernel's default (512).
   int pair_threads = 0;
   static constexpr int kMaxCudaGraphs = 64;
 };

@@ -6,7 +6,7 @@
 //   acc  [L][d_model]     2 s, then += y_dir W_out,dir
 //   xn   [L][d_model]     (s - mean) * rstd (affine folded into in_proj)
 //   xz   [L][2 d_inner]   in_proj output x | z; once the convolution has
-//                         read x: delta | SiLU(z), then y | SiLU(z)
+//                         read x: delta | SiLU(z), then delta | y
 //   u    [L][d_inner]     SiLU(conv(x))
 //   xdbl [L][R + 2N]      x_proj output dt_low | B | C
 // Per direction: in_proj, conv + SiLU, x_proj, delta and SiLU(z) (parallel
@@ -28,8 +28,9 @@ namespace {
 
 using internal::kLog2e;
 
-// The CTA size by default (FusedPairParams::threads).
-constexpr int kDefaultPairThreads = 256;
+// The CTA size by default (FusedPairParams::threads): 512 ran 1.25x faster
+// than 256 on an H200 (docs/gpu.md, 2026-11-26).
+constexpr int kDefaultPairThreads = 512;
 constexpr int kMaxState = 16;
 constexpr int kMaxRank = 16;
 constexpr int kMaxConv = 8;
@@ -268,9 +269,7 @@ __global__ void __launch_bounds__(kThreads)
         const int t = reverse ? Ld - 1 - step : step;
         const float* row = xdbl + t * X;
         float* xt = xz + t * 2 * E;
-        // Idle lanes (they only join the shuffles) must not read the delta
-        // that another warp's active lane overwrites with y at this step.
-        const float dt = active ? xt[e] : 0.f;
+        const float dt = xt[e];
         const float ut = u[t * E + e];
         const float dt_u = dt * ut;
         float y = 0.f;
@@ -282,19 +281,17 @@ __global__ void __launch_bounds__(kThreads)
             y = fmaf(row[R + N + n], h[i], y);
           }
         }
-        // The shuffle also orders this group's reads of xt[e] (y depends on
-        // them) before lane 0 overwrites it.
+        // y replaces SiLU(z), which no other lane reads: the lanes' reads of
+        // delta and u need no ordering against this write.
         y = internal::GroupSum<kLanes>(y);
-        if (active && sub == 0) xt[e] = fmaf(skip, ut, y) * xt[E + e];
+        if (active && sub == 0) xt[E + e] = fmaf(skip, ut, y) * xt[E + e];
       }
     }
     __syncthreads();
 
-    // ---- out_proj: acc[t][c] += sum_e y[t][e] Wout[e][c]
-    // ---------------------
-    // y is in the x half of xz.
-    BlockGemm<kThreads, true>(xz, 2 * E, p.cls_only ? 1 : L, E, w.out_proj, D,
-                              nullptr, acc, D);
+    // ---- out_proj: acc[t][c] += sum_e y[t][e] Wout[e][c] (y: the z half) ---
+    BlockGemm<kThreads, true>(xz + E, 2 * E, p.cls_only ? 1 : L, E, w.out_proj,
+                              D, nullptr, acc, D);
     __syncthreads();
   }
 

@@ -90,7 +90,7 @@ struct FusedPairParams {
   // (PAMAP2's 289 tokens), slower otherwise. Private to this call until the
   // stream passes it.
   float* workspace = nullptr;
-  // Threads per CTA (one CTA per window): 256 or 512; 0 = 256. More threads
+  // Threads per CTA (one CTA per window): 256 or 512; 0 = 512. More threads
   // hide more of the weight loads' latency and give the scan up to 4 lanes
   // per channel; the results are the same up to rounding (the scan's
   // reduction order depends on the lanes).

@@ -1147,13 +1147,13 @@ INSTANTIATE_TEST_SUITE_P(
                       // PAMAP2: 289 tokens, only with a workspace.
                       FusedCase{512, 9, 64, 16, 4, 4, false, true},
                       FusedCase{512, 9, 64, 16, 4, 4, true, true},
-                      // 512 threads: 4 scan lanes per channel (2 at d_inner
-                      // 192).
-                      FusedCase{128, 9, 64, 16, 4, 4, false, false, 512},
-                      FusedCase{128, 9, 64, 16, 4, 4, true, false, 512},
-                      FusedCase{40, 3, 32, 5, 2, 3, false, false, 512},
-                      FusedCase{64, 2, 96, 16, 6, 8, false, false, 512},
-                      FusedCase{128, 9, 64, 16, 4, 4, false, true, 512}),
+                      // 256 threads (the default is 512): 2 scan lanes per
+                      // channel at d_inner 128, 4 at 64, 1 at 192.
+                      FusedCase{128, 9, 64, 16, 4, 4, false, false, 256},
+                      FusedCase{128, 9, 64, 16, 4, 4, true, false, 256},
+                      FusedCase{40, 3, 32, 5, 2, 3, false, false, 256},
+                      FusedCase{64, 2, 96, 16, 6, 8, false, false, 256},
+                      FusedCase{128, 9, 64, 16, 4, 4, false, true, 256}),
     [](const auto& info) { return info.param.Name(); });
 
 TEST(FusedModelKernels, EmbedAndHeadMatchFloat64) {
