@@ -416,6 +416,13 @@ TEST(ServerBinaryTest, TlsFlagsAreCheckedBeforeServing) {
               HasSubstr("not a PEM file"));
 }
 
+TEST(ServerBinaryTest, DeviceFlagIsCheckedBeforeServing) {
+  EXPECT_THAT(RefusedFlagsOutput("--device=gpu --metrics_address="),
+              HasSubstr("--device: expected cpu, cuda or cuda:N, got \"gpu\""));
+  EXPECT_THAT(RefusedFlagsOutput("--device=cuda:x --metrics_address="),
+              HasSubstr("--device: expected cpu, cuda or cuda:N"));
+}
+
 TEST(ServerBinaryTest, HelpListsEveryFlag) {
   const std::string command =
       absl::StrCat(HARMAMBA_SERVER_BINARY, " --help 2>&1");
@@ -431,7 +438,7 @@ TEST(ServerBinaryTest, HelpListsEveryFlag) {
         "batch_buckets", "pad_to_bucket", "max_queue_delay_ms",
         "queue_capacity", "min_bulk_fraction", "threads", "max_message_bytes",
         "stream_hop", "stream_backlog", "shutdown_grace_s", "metrics_address",
-        "tls_cert_file", "tls_key_file"}) {
+        "tls_cert_file", "tls_key_file", "device"}) {
     EXPECT_THAT(help, HasSubstr(absl::StrCat("--", flag))) << flag;
   }
 }
