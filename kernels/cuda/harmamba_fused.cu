@@ -132,6 +132,23 @@ __device__ __forceinline__ void BlockGemm(const float* a, int lda, int rows,
   }
 }
 
+// Calls body(e, first_row, step) for each channel e < channels that the
+// calling thread owns: with channels <= kThreads, thread t owns channel
+// t % channels and its rows t / channels, + step, + 2 step, ... (step =
+// kThreads / channels), so a channel's weights are loaded into registers
+// once per thread; threads past the last whole group of channels own none.
+// (With more channels than threads, each thread owns every kThreads-th
+// channel and all its rows.)
+template <int kThreads, typename Body>
+__device__ __forceinline__ void ForEachOwnedChannel(int channels, Body body) {
+  const int tid = threadIdx.x;
+  const int step = channels <= kThreads ? kThreads / channels : 1;
+  if (tid / channels >= step) return;
+  for (int e = tid % channels; e < channels; e += kThreads) {
+    body(e, tid / channels, step);
+  }
+}
+
 template <int kThreads, int kLanes>
 __global__ void __launch_bounds__(kThreads)
     FusedPairKernel(const FusedPairParams p) {
@@ -190,20 +207,17 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
 
     // ---- conv + SiLU: u[t][e] ----------------------------------------------
-    // Each thread keeps one channel's taps in registers (when d_inner <=
-    // kThreads, as CanRunFusedPair requires) and walks its rows.
     {
       const int K = z.K;
       const int sign = reverse ? 1 : -1;
-      const int row_lanes = E <= kThreads ? kThreads / E : 1;
-      for (int e = tid % E; tid / E < row_lanes && e < E; e += kThreads) {
+      ForEachOwnedChannel<kThreads>(E, [&](int e, int first_row, int step) {
         float taps[kMaxConv];
 #pragma unroll
         for (int k = 0; k < kMaxConv; ++k) {
           taps[k] = k < K ? w.conv_weight[e * K + k] : 0.f;
         }
         const float bias = w.conv_bias[e];
-        for (int t = tid / E; t < Ld; t += row_lanes) {
+        for (int t = first_row; t < Ld; t += step) {
           float pre = bias;
 #pragma unroll
           for (int k = 0; k < kMaxConv; ++k) {
@@ -214,7 +228,7 @@ __global__ void __launch_bounds__(kThreads)
           }
           u[t * E + e] = internal::Silu(pre);
         }
-      }
+      });
     }
     __syncthreads();
 
@@ -225,30 +239,26 @@ __global__ void __launch_bounds__(kThreads)
     // ---- delta and gate, in parallel over (t, e) ---------------------------
     // The x half of xz (already read by the convolution) takes
     // delta = softplus(dt_low W_dt + dt_bias), the z half SiLU(z), so that
-    // the sequential scan below computes neither. Taps in registers as in
-    // the convolution.
-    {
-      const int row_lanes = E <= kThreads ? kThreads / E : 1;
-      for (int e = tid % E; tid / E < row_lanes && e < E; e += kThreads) {
-        float dt_w[kMaxRank];
+    // the sequential scan below computes neither.
+    ForEachOwnedChannel<kThreads>(E, [&](int e, int first_row, int step) {
+      float dt_w[kMaxRank];
+#pragma unroll
+      for (int r = 0; r < kMaxRank; ++r) {
+        dt_w[r] = r < R ? w.dt_weight[e * R + r] : 0.f;
+      }
+      const float dt_b = w.dt_bias[e];
+      for (int t = first_row; t < Ld; t += step) {
+        const float* row = xdbl + t * X;
+        float raw = dt_b;
 #pragma unroll
         for (int r = 0; r < kMaxRank; ++r) {
-          dt_w[r] = r < R ? w.dt_weight[e * R + r] : 0.f;
+          if (r < R) raw = fmaf(row[r], dt_w[r], raw);
         }
-        const float dt_b = w.dt_bias[e];
-        for (int t = tid / E; t < Ld; t += row_lanes) {
-          const float* row = xdbl + t * X;
-          float raw = dt_b;
-#pragma unroll
-          for (int r = 0; r < kMaxRank; ++r) {
-            if (r < R) raw = fmaf(row[r], dt_w[r], raw);
-          }
-          float* xt = xz + t * 2 * E;
-          xt[e] = internal::Softplus(raw);
-          xt[E + e] = internal::Silu(xt[E + e]);
-        }
+        float* xt = xz + t * 2 * E;
+        xt[e] = internal::Softplus(raw);
+        xt[E + e] = internal::Silu(xt[E + e]);
       }
-    }
+    });
     __syncthreads();
 
     // ---- scan + D skip + gate; y replaces delta in xz
