@@ -14,7 +14,6 @@
 #include <cstdlib>
 #include <random>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "model/gpu_engine.h"

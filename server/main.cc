@@ -255,15 +255,15 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const int threads = absl::GetFlag(FLAGS_threads);
-  absl::StatusOr<int> cuda_device = ParseDevice(absl::GetFlag(FLAGS_device));
-  if (!cuda_device.ok()) {
+  absl::StatusOr<int> parsed_device = ParseDevice(absl::GetFlag(FLAGS_device));
+  if (!parsed_device.ok()) {
     std::fprintf(stderr, "harmamba-server: --device: %s\n",
-                 std::string(cuda_device.status().message()).c_str());
+                 std::string(parsed_device.status().message()).c_str());
     return 2;
   }
   const int max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   std::map<std::string, absl::Duration> load_times;  // by file path
-  harmamba::BackendFactory factory = [threads, device = *cuda_device,
+  harmamba::BackendFactory factory = [threads, device = *parsed_device,
                                       max_batch_size,
                                       &load_times](const std::string& path)
       -> absl::StatusOr<std::unique_ptr<ModelBackend>> {

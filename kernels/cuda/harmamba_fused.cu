@@ -455,6 +455,15 @@ PairVariant Variant() {
           &LaunchPair<kThreads, kLanes>};
 }
 
+// The variant with `lanes` (1, 2 or 4; more counts as 4) scan lanes per
+// channel.
+template <int kThreads>
+PairVariant VariantWithLanes(int lanes) {
+  return lanes >= 4   ? Variant<kThreads, 4>()
+         : lanes >= 2 ? Variant<kThreads, 2>()
+                      : Variant<kThreads, 1>();
+}
+
 }  // namespace
 
 absl::Status FusedPairForward(const FusedPairParams& p, cudaStream_t stream) {
@@ -465,12 +474,8 @@ absl::Status FusedPairForward(const FusedPairParams& p, cudaStream_t stream) {
   const int threads = p.threads != 0 ? p.threads : kDefaultPairThreads;
   // As many scan lanes per channel (1, 2 or 4) as the CTA has room for.
   const int lanes = std::min(4, threads / static_cast<int>(p.shape.d_inner));
-  const PairVariant v = threads == 512 ? (lanes >= 4   ? Variant<512, 4>()
-                                          : lanes >= 2 ? Variant<512, 2>()
-                                                       : Variant<512, 1>())
-                                       : (lanes >= 4   ? Variant<256, 4>()
-                                          : lanes >= 2 ? Variant<256, 2>()
-                                                       : Variant<256, 1>());
+  const PairVariant v = threads == 512 ? VariantWithLanes<512>(lanes)
+                                       : VariantWithLanes<256>(lanes);
   if (bytes > 0) {
     if (absl::Status st = internal::CheckCuda(
             cudaFuncSetAttribute(v.kernel,
