@@ -97,7 +97,7 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
          warmup_lr = defaults.warmup_lr, weight_decay = defaults.weight_decay,
          drop_path = defaults.drop_path;
   double rotate_degrees = 0.0, scale_sigma = 0.0, jitter_sigma = 0.0,
-         mixup_alpha = 0.0, label_smoothing = 0.0;
+         mixup_alpha = 0.0, label_smoothing = 0.0, ema_decay = 0.0;
   int64_t shift_max = 0;
   bool scale_per_channel = false;
   const ModelConfig architecture_defaults;
@@ -192,6 +192,12 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   flags.AddDouble("label-smoothing", "X",
                   "Label smoothing of the cross-entropy, in [0, 1).",
                   &label_smoothing, 0.0, 0.999);
+  flags.AddDouble("ema", "DECAY",
+                  "Keep an exponential moving average of the weights "
+                  "(decay per optimiser step, e.g. 0.999, warmed up as "
+                  "min(DECAY, (1 + step) / (10 + step))); validation scores "
+                  "the average and the output is the selected average. 0: off.",
+                  &ema_decay, 0.0, 0.999999);
   flags.AddInt("seed", "N",
                "Seed of the init, shuffling, drop-path and augmentation.",
                &seed, 0, std::numeric_limits<int64_t>::max());
@@ -263,6 +269,7 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   options.augmentation.shift_max = static_cast<int>(shift_max);
   options.mixup_alpha = mixup_alpha;
   options.label_smoothing = label_smoothing;
+  options.ema_decay = ema_decay;
   options.device = device;
   options.path =
       path_name == "reference" || (path_name == "auto" && device != "cpu")

@@ -166,6 +166,7 @@ json RunFingerprint(const ModelConfig& config, const TrainingData& data,
       {"validation_subjects", data.validation_subjects},
   };
   if (o.regularised()) fingerprint["regularisation"] = RegularisationJson(o);
+  if (o.ema_decay > 0.0) fingerprint["ema_decay"] = o.ema_decay;
   return fingerprint;
 }
 
@@ -188,6 +189,11 @@ json RecipeJson(const TrainOptions& o) {
                                      o.label_smoothing)
                    : std::string("cross-entropy")},
       {"augmentation", RegularisationJson(o)},
+      {"weight_average",
+       o.ema_decay > 0.0
+           ? json{{"ema_decay", o.ema_decay},
+                  {"decay_at_step_s", "min(ema_decay, (1 + s) / (10 + s))"}}
+           : json("none")},
       {"shuffle", true},
       {"precision", "float32"},
   };
@@ -309,7 +315,11 @@ class Trainer {
  private:
   absl::Status Setup();
   absl::StatusOr<EpochStats> TrainEpoch(int epoch);
-  absl::StatusOr<Scores> ScoreValidation();
+  absl::StatusOr<Scores> ScoreValidation(HarmambaModule& module);
+  // The module that validation scores and selection exports: the average
+  // when ema_decay > 0, else the trained one.
+  HarmambaModule& Scored() { return average_ ? *average_ : *module_; }
+  void UpdateAverage(int64_t step);
   absl::Status SaveCheckpoint(int next_epoch);
   absl::Status LoadCheckpoint();
   absl::StatusOr<TrainResult> Finish();
@@ -326,6 +336,7 @@ class Trainer {
   torch::Device device_;
 
   std::shared_ptr<HarmambaModule> module_;
+  std::shared_ptr<HarmambaModule> average_;  // null unless ema_decay > 0
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   torch::Tensor train_x_, train_y_;         // whole training set on device_
   std::vector<std::array<int, 3>> triads_;  // xyz channel triads (rotation)
@@ -389,6 +400,13 @@ absl::Status Trainer::Setup() {
   module_ = std::make_shared<HarmambaModule>(config_, options_.drop_path);
   RETURN_IF_ERROR(module_->LoadWeights(InitModel(config_, options_.seed)));
   module_->to(device_);
+  if (options_.ema_decay > 0.0) {
+    average_ = std::make_shared<HarmambaModule>(config_, 0.0);
+    RETURN_IF_ERROR(average_->LoadWeights(InitModel(config_, options_.seed)));
+    average_->to(device_);
+    average_->eval();
+    for (torch::Tensor& p : average_->parameters()) p.requires_grad_(false);
+  }
 
   std::vector<torch::Tensor> decayed, not_decayed;
   for (const auto& item : module_->named_parameters(/*recurse=*/true)) {
@@ -448,7 +466,10 @@ absl::StatusOr<EpochStats> Trainer::TrainEpoch(int epoch) {
   double loss_sum = 0.0;
   int64_t correct = 0;
   const int64_t n = data_.train.n;
-  for (int64_t start = 0; start < n; start += options_.batch_size) {
+  const int64_t steps_per_epoch =
+      (n + options_.batch_size - 1) / options_.batch_size;
+  int64_t step = epoch * steps_per_epoch;
+  for (int64_t start = 0; start < n; start += options_.batch_size, ++step) {
     const int64_t count = std::min<int64_t>(options_.batch_size, n - start);
     const torch::Tensor index = order_tensor.narrow(0, start, count);
     torch::Tensor x = train_x_.index_select(0, index);
@@ -488,6 +509,7 @@ absl::StatusOr<EpochStats> Trainer::TrainEpoch(int epoch) {
     }
     loss.backward();
     optimizer_->step();
+    if (average_) UpdateAverage(step);
     loss_sum += loss_value * count;
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
   }
@@ -498,7 +520,7 @@ absl::StatusOr<EpochStats> Trainer::TrainEpoch(int epoch) {
       stats.train_seconds > 0 ? n / stats.train_seconds : 0.0;
 
   if (data_.validation.n > 0) {
-    ASSIGN_OR_RETURN(const Scores scores, ScoreValidation());
+    ASSIGN_OR_RETURN(const Scores scores, ScoreValidation(Scored()));
     stats.val_loss = scores.loss;
     stats.val_accuracy = scores.report.accuracy;
     stats.val_macro_f1 = scores.report.macro_f1;
@@ -508,7 +530,18 @@ absl::StatusOr<EpochStats> Trainer::TrainEpoch(int epoch) {
   return stats;
 }
 
-absl::StatusOr<Scores> Trainer::ScoreValidation() {
+void Trainer::UpdateAverage(int64_t step) {
+  torch::NoGradGuard no_grad;
+  const double decay =
+      std::min(options_.ema_decay, (1.0 + step) / (10.0 + step));
+  const std::vector<torch::Tensor> average = average_->parameters();
+  const std::vector<torch::Tensor> current = module_->parameters();
+  for (size_t i = 0; i < average.size(); ++i) {
+    average[i].mul_(decay).add_(current[i], 1.0 - decay);
+  }
+}
+
+absl::StatusOr<Scores> Trainer::ScoreValidation(HarmambaModule& module) {
   const Dataset& val = data_.validation;
   const int k = config_.num_classes();
   std::vector<float> logits;
@@ -518,12 +551,13 @@ absl::StatusOr<Scores> Trainer::ScoreValidation() {
     CpuEngineOptions engine_options;
     engine_options.num_threads = options_.num_threads;
     ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> engine,
-                     CreateCpuEngine(module_->ExportWeights(), engine_options));
+                     CreateCpuEngine(module.ExportWeights(), engine_options));
     ASSIGN_OR_RETURN(logits,
                      BackendLogits(*engine, val, options_.eval_batch_size));
   } else {
     torch::NoGradGuard no_grad;
-    module_->eval();
+    const bool was_training = module.is_training();
+    module.eval();
     const torch::Tensor all =
         torch::from_blob(const_cast<float*>(val.x.data()),
                          {val.n, val.t, val.c}, torch::kFloat32);
@@ -532,14 +566,13 @@ absl::StatusOr<Scores> Trainer::ScoreValidation() {
       const int64_t count =
           std::min<int64_t>(options_.eval_batch_size, val.n - start);
       const torch::Tensor out =
-          module_
-              ->forward(all.narrow(0, start, count).to(device_), options_.path)
+          module.forward(all.narrow(0, start, count).to(device_), options_.path)
               .to(torch::kCPU, torch::kFloat32)
               .contiguous();
       std::memcpy(logits.data() + start * k, out.data_ptr<float>(),
                   sizeof(float) * count * k);
     }
-    module_->train();
+    module.train(was_training);
   }
   return ScoreLogits(logits, val, k);
 }
@@ -573,6 +606,11 @@ absl::Status Trainer::SaveCheckpoint(int next_epoch) {
     torch::serialize::OutputArchive optimizer_archive;
     optimizer_->save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
+    if (average_) {
+      torch::serialize::OutputArchive average_archive;
+      average_->save(average_archive);
+      archive.write("average", average_archive);
+    }
     if (best_epoch_ >= 0) {
       torch::serialize::OutputArchive best_archive;
       for (const auto& [name, host] : best_.tensors) {
@@ -637,6 +675,11 @@ absl::Status Trainer::LoadCheckpoint() {
     torch::serialize::InputArchive optimizer_archive;
     archive.read("optimizer", optimizer_archive);
     optimizer_->load(optimizer_archive);
+    if (average_) {
+      torch::serialize::InputArchive average_archive;
+      archive.read("average", average_archive);
+      average_->load(average_archive);
+    }
     next_epoch_ = state.at("next_epoch").get<int>();
     best_epoch_ = state.at("best_epoch").get<int>();
     best_score_ = state.at("best_score").get<double>();
@@ -710,6 +753,12 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     }
     log_ << "regularisation: " << absl::StrJoin(parts, ", ") << "\n";
   }
+  if (average_) {
+    log_ << absl::StrFormat(
+        "weight average: EMA, decay min(%g, (1 + step) / (10 + step)) per "
+        "step; validation scores the average and selection exports it\n",
+        options_.ema_decay);
+  }
   if (options_.resume) {
     RETURN_IF_ERROR(LoadCheckpoint());
     log_ << absl::StrFormat("resumed from %s at epoch %d/%d\n",
@@ -735,7 +784,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     if (improved) {
       best_score_ = score;
       best_epoch_ = epoch;
-      best_ = module_->ExportWeights();
+      best_ = Scored().ExportWeights();
     }
     next_epoch_ = epoch + 1;
     const double eta =
@@ -745,8 +794,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         options_.epochs, stats.lr, stats.train_loss, stats.train_accuracy);
     if (has_validation) {
       absl::StrAppendFormat(
-          &line, "  | val loss %.4f  acc %.4f  macro-F1 %.4f%s", stats.val_loss,
-          stats.val_accuracy, stats.val_macro_f1, improved ? " *" : "  ");
+          &line, "  | %s loss %.4f  acc %.4f  macro-F1 %.4f%s",
+          average_ ? "EMA val" : "val", stats.val_loss, stats.val_accuracy,
+          stats.val_macro_f1, improved ? " *" : "  ");
     }
     absl::StrAppendFormat(&line, "  | %.1f windows/s  %.1f s  ETA %s\n",
                           stats.windows_per_second, stats.seconds,
@@ -908,6 +958,10 @@ absl::Status TrainOptions::Validate() const {
   if (!(mixup_alpha >= 0.0 && mixup_alpha <= 100.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("mixup_alpha must be in [0, 100], got ", mixup_alpha));
+  }
+  if (!(ema_decay >= 0.0 && ema_decay < 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ema_decay must be in [0, 1), got ", ema_decay));
   }
   if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
     return absl::InvalidArgumentError(absl::StrCat(

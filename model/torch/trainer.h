@@ -78,6 +78,15 @@ struct TrainOptions {
   bool regularised() const {
     return augmentation.enabled() || mixup_alpha > 0.0 || label_smoothing > 0.0;
   }
+  // In [0, 1); > 0: keep an exponential moving average of the weights,
+  // updated after optimiser step s (counted from 0 over the whole run) as
+  //   average = d * average + (1 - d) * weights,  d = min(ema_decay,
+  //   (1 + s) / (10 + s)),
+  // starting from the initial weights. Validation then scores the average,
+  // selection picks among averages and the output is the selected average;
+  // the optimiser still steps the raw weights. The warm-up of d keeps the
+  // first epochs' averages from being dominated by the random init.
+  double ema_decay = 0.0;
 
   // ---- Execution
   // kFast (our CPU kernels with hand-written backward) needs device "cpu";

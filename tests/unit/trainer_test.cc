@@ -210,6 +210,9 @@ TEST(TrainOptionsTest, RefusesBadValues) {
   o.label_smoothing = 1.0;
   EXPECT_THAT(o.Validate().message(), HasSubstr("label_smoothing"));
   o = TrainOptions();
+  o.ema_decay = 1.0;
+  EXPECT_THAT(o.Validate().message(), HasSubstr("ema_decay"));
+  o = TrainOptions();
   o.mixup_alpha = -0.5;
   EXPECT_THAT(o.Validate().message(), HasSubstr("mixup_alpha"));
   o = TrainOptions();
@@ -413,6 +416,99 @@ TEST(TrainTest, WithoutValidationKeepsTheLastEpoch) {
               HasSubstr("last epoch"));
 }
 
+// ---- Weight averaging
+// ---------------------------------------------------------
+
+json RecipeOf(const TrainResult& result) {
+  return json::parse(result.model.config.extra.at("harmamba.train.recipe"));
+}
+
+TEST(WeightAverageTest, OneStepAverageBlendsInitAndTrainedWeights) {
+  // Without validation the last epoch is kept, so one epoch of one step
+  // exports the average after step 0: d * init + (1 - d) * trained with
+  // d = min(0.5, (1 + 0) / (10 + 0)) = 0.1.
+  const Dataset train = SyntheticDataset({1, 2}, 8, 5);
+  absl::StatusOr<TrainingData> data = MakeTrainingData(train, {}, std::nullopt);
+  ASSERT_TRUE(data.ok()) << data.status();
+  TrainOptions options = FastOptions(1);
+  options.warmup_epochs = 0;  // step 0 at the full learning rate
+  options.batch_size = static_cast<int>(train.n);
+  std::ostringstream log;
+  absl::StatusOr<TrainResult> trained =
+      Train(TinyArchitecture(), *data, options, log);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  options.ema_decay = 0.5;
+  absl::StatusOr<TrainResult> averaged =
+      Train(TinyArchitecture(), *data, options, log);
+  ASSERT_TRUE(averaged.ok()) << averaged.status();
+  const ModelWeights init = InitModel(trained->model.config, options.seed);
+
+  double largest_step = 0.0;
+  for (const auto& [name, average] : averaged->model.tensors) {
+    const HostTensor& start = init.tensors.at(name);
+    const HostTensor& end = trained->model.tensors.at(name);
+    ASSERT_EQ(average.data.size(), end.data.size()) << name;
+    for (size_t i = 0; i < average.data.size(); ++i) {
+      const double expected = 0.1 * start.data[i] + 0.9 * end.data[i];
+      ASSERT_NEAR(average.data[i], expected, 1e-6 * (1.0 + std::abs(expected)))
+          << name << "[" << i << "]";
+      largest_step =
+          std::max(largest_step, std::abs(double{end.data[i]} - start.data[i]));
+    }
+  }
+  EXPECT_GT(largest_step, 1e-3) << "the step did not move the weights";
+}
+
+TEST(WeightAverageTest, ValidationScoresTheAverageAndResumeEqualsWholeRun) {
+  const TrainingData data = TinyData(/*with_test=*/false);
+  TrainOptions options = FastOptions(4);
+  options.ema_decay = 0.9;
+  options.checkpoint_dir = FreshDir("average_whole");
+  std::ostringstream log;
+  absl::StatusOr<TrainResult> whole =
+      Train(TinyArchitecture(), data, options, log);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_THAT(log.str(), HasSubstr("weight average: EMA, decay min(0.9, "));
+  EXPECT_THAT(log.str(), HasSubstr("| EMA val loss"));
+  EXPECT_EQ(RecipeOf(*whole)["weight_average"]["ema_decay"], 0.9);
+
+  // The average leaves training alone (same losses) but is what validation
+  // scores (other validation losses).
+  absl::StatusOr<TrainResult> plain =
+      Train(TinyArchitecture(), data, FastOptions(4), log);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(RecipeOf(*plain)["weight_average"], "none");
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_EQ(plain->history[e].train_loss, whole->history[e].train_loss)
+        << "epoch " << e;
+    EXPECT_NE(plain->history[e].val_loss, whole->history[e].val_loss)
+        << "epoch " << e;
+  }
+
+  // The checkpoint carries the average: resuming gives bitwise the same.
+  options.checkpoint_dir = FreshDir("average_interrupted");
+  options.stop_after_epochs = 2;
+  ASSERT_TRUE(Train(TinyArchitecture(), data, options, log).ok());
+  options.stop_after_epochs = 0;
+  options.resume = true;
+  TrainOptions other_decay = options;
+  other_decay.ema_decay = 0.8;
+  absl::StatusOr<TrainResult> refused =
+      Train(TinyArchitecture(), data, other_decay, log);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("ema_decay"));
+  absl::StatusOr<TrainResult> rest =
+      Train(TinyArchitecture(), data, options, log);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  ASSERT_EQ(rest->history.size(), 4u);
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_EQ(rest->history[e].val_loss, whole->history[e].val_loss)
+        << "epoch " << e;
+  }
+  EXPECT_EQ(rest->selected_epoch, whole->selected_epoch);
+  EXPECT_TRUE(SameTensors(rest->model, whole->model));
+}
+
 // ---- Regularisation beyond the recipe ---------------------------------------
 
 // Every augmentation, mixup and label smoothing at once.
@@ -425,10 +521,6 @@ TrainOptions RegularisedOptions(int epochs) {
   options.mixup_alpha = 0.2;
   options.label_smoothing = 0.1;
   return options;
-}
-
-json RecipeOf(const TrainResult& result) {
-  return json::parse(result.model.config.extra.at("harmamba.train.recipe"));
 }
 
 TEST(RegularisationTest, ResumeEqualsUninterruptedRunAndTheSeedDecides) {
@@ -707,7 +799,9 @@ TEST(TrainCommandTest, RegularisationFlagsReachTheRecipe) {
                               "--mixup",
                               "0.3",
                               "--label-smoothing",
-                              "0.05"},
+                              "0.05",
+                              "--ema",
+                              "0.99"},
                              out, err),
             0)
       << err.str();
@@ -723,6 +817,8 @@ TEST(TrainCommandTest, RegularisationFlagsReachTheRecipe) {
                                           {"mixup_alpha", 0.3},
                                           {"label_smoothing", 0.05}}));
   EXPECT_THAT(err.str(), HasSubstr("regularisation: rotate 7.5 deg"));
+  EXPECT_EQ(recipe["weight_average"]["ema_decay"], 0.99);
+  EXPECT_THAT(err.str(), HasSubstr("EMA val loss"));
 
   // Rotation needs an xyz triad among the channels trained on.
   err.str("");
