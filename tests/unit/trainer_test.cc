@@ -416,8 +416,22 @@ TEST(TrainTest, WithoutValidationKeepsTheLastEpoch) {
               HasSubstr("last epoch"));
 }
 
-// ---- Weight averaging
-// ---------------------------------------------------------
+// Trains `options` (which must name a checkpoint_dir) in two calls: the first
+// `first_epochs` epochs, then a resume to the end.
+absl::StatusOr<TrainResult> TrainInTwoCalls(const TrainingData& data,
+                                            TrainOptions options,
+                                            int first_epochs,
+                                            std::ostream& log) {
+  options.stop_after_epochs = first_epochs;
+  absl::StatusOr<TrainResult> first =
+      Train(TinyArchitecture(), data, options, log);
+  if (!first.ok()) return first.status();
+  options.stop_after_epochs = 0;
+  options.resume = true;
+  return Train(TinyArchitecture(), data, options, log);
+}
+
+// ---- Weight averaging -------------------------------------------------------
 
 json RecipeOf(const TrainResult& result) {
   return json::parse(result.model.config.extra.at("harmamba.train.recipe"));
@@ -487,18 +501,7 @@ TEST(WeightAverageTest, ValidationScoresTheAverageAndResumeEqualsWholeRun) {
 
   // The checkpoint carries the average: resuming gives bitwise the same.
   options.checkpoint_dir = FreshDir("average_interrupted");
-  options.stop_after_epochs = 2;
-  ASSERT_TRUE(Train(TinyArchitecture(), data, options, log).ok());
-  options.stop_after_epochs = 0;
-  options.resume = true;
-  TrainOptions other_decay = options;
-  other_decay.ema_decay = 0.8;
-  absl::StatusOr<TrainResult> refused =
-      Train(TinyArchitecture(), data, other_decay, log);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(refused.status().message(), HasSubstr("ema_decay"));
-  absl::StatusOr<TrainResult> rest =
-      Train(TinyArchitecture(), data, options, log);
+  absl::StatusOr<TrainResult> rest = TrainInTwoCalls(data, options, 2, log);
   ASSERT_TRUE(rest.ok()) << rest.status();
   ASSERT_EQ(rest->history.size(), 4u);
   for (int e = 0; e < 4; ++e) {
@@ -507,6 +510,14 @@ TEST(WeightAverageTest, ValidationScoresTheAverageAndResumeEqualsWholeRun) {
   }
   EXPECT_EQ(rest->selected_epoch, whole->selected_epoch);
   EXPECT_TRUE(SameTensors(rest->model, whole->model));
+
+  // ... and the checkpoint's decay must match.
+  options.resume = true;
+  options.ema_decay = 0.8;
+  absl::StatusOr<TrainResult> refused =
+      Train(TinyArchitecture(), data, options, log);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("ema_decay"));
 }
 
 // ---- Regularisation beyond the recipe ---------------------------------------
@@ -537,12 +548,7 @@ TEST(RegularisationTest, ResumeEqualsUninterruptedRunAndTheSeedDecides) {
                         "smoothing 0.1\n"));
 
   options.checkpoint_dir = FreshDir("regularised_interrupted");
-  options.stop_after_epochs = 3;
-  ASSERT_TRUE(Train(TinyArchitecture(), data, options, log).ok());
-  options.stop_after_epochs = 0;
-  options.resume = true;
-  absl::StatusOr<TrainResult> rest =
-      Train(TinyArchitecture(), data, options, log);
+  absl::StatusOr<TrainResult> rest = TrainInTwoCalls(data, options, 3, log);
   ASSERT_TRUE(rest.ok()) << rest.status();
   ASSERT_EQ(rest->history.size(), 4u);
   for (int e = 0; e < 4; ++e) {
