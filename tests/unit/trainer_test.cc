@@ -334,6 +334,23 @@ bool SameTensors(const ModelWeights& a, const ModelWeights& b) {
   return true;
 }
 
+// A resumed run is bitwise the uninterrupted one: every epoch's figures, the
+// selection and the selected weights.
+void ExpectSameRun(const TrainResult& resumed, const TrainResult& whole) {
+  ASSERT_EQ(resumed.history.size(), whole.history.size());
+  for (size_t e = 0; e < whole.history.size(); ++e) {
+    EXPECT_EQ(resumed.history[e].train_loss, whole.history[e].train_loss)
+        << "epoch " << e;
+    EXPECT_EQ(resumed.history[e].val_loss, whole.history[e].val_loss)
+        << "epoch " << e;
+    EXPECT_EQ(resumed.history[e].val_macro_f1, whole.history[e].val_macro_f1)
+        << "epoch " << e;
+  }
+  EXPECT_EQ(resumed.selected_epoch, whole.selected_epoch);
+  EXPECT_TRUE(SameTensors(resumed.model, whole.model))
+      << "resumed run's selected weights differ from the uninterrupted run's";
+}
+
 TEST(TrainTest, ResumeFromCheckpointEqualsUninterruptedRun) {
   const TrainingData data = TinyData(/*with_test=*/false);
   TrainOptions options = FastOptions(4);
@@ -369,15 +386,8 @@ TEST(TrainTest, ResumeFromCheckpointEqualsUninterruptedRun) {
   EXPECT_THAT(resume_log.str(), HasSubstr("at epoch 3/4"));
   ASSERT_TRUE(rest->finished);
   EXPECT_EQ(rest->epochs_run, 4);
-  EXPECT_EQ(rest->selected_epoch, whole->selected_epoch);
   ASSERT_EQ(rest->history.size(), 4u);
-  for (int e = 0; e < 4; ++e) {
-    EXPECT_EQ(rest->history[e].train_loss, whole->history[e].train_loss)
-        << "epoch " << e;
-    EXPECT_EQ(rest->history[e].val_macro_f1, whole->history[e].val_macro_f1);
-  }
-  EXPECT_TRUE(SameTensors(rest->model, whole->model))
-      << "resumed run's selected weights differ from the uninterrupted run's";
+  ExpectSameRun(*rest, *whole);
 }
 
 TEST(TrainTest, ResumeRefusesADifferentRecipeOrMissingCheckpoint) {
@@ -503,13 +513,7 @@ TEST(WeightAverageTest, ValidationScoresTheAverageAndResumeEqualsWholeRun) {
   options.checkpoint_dir = FreshDir("average_interrupted");
   absl::StatusOr<TrainResult> rest = TrainInTwoCalls(data, options, 2, log);
   ASSERT_TRUE(rest.ok()) << rest.status();
-  ASSERT_EQ(rest->history.size(), 4u);
-  for (int e = 0; e < 4; ++e) {
-    EXPECT_EQ(rest->history[e].val_loss, whole->history[e].val_loss)
-        << "epoch " << e;
-  }
-  EXPECT_EQ(rest->selected_epoch, whole->selected_epoch);
-  EXPECT_TRUE(SameTensors(rest->model, whole->model));
+  ExpectSameRun(*rest, *whole);
 
   // ... and the checkpoint's decay must match.
   options.resume = true;
@@ -550,12 +554,7 @@ TEST(RegularisationTest, ResumeEqualsUninterruptedRunAndTheSeedDecides) {
   options.checkpoint_dir = FreshDir("regularised_interrupted");
   absl::StatusOr<TrainResult> rest = TrainInTwoCalls(data, options, 3, log);
   ASSERT_TRUE(rest.ok()) << rest.status();
-  ASSERT_EQ(rest->history.size(), 4u);
-  for (int e = 0; e < 4; ++e) {
-    EXPECT_EQ(rest->history[e].train_loss, whole->history[e].train_loss)
-        << "epoch " << e;
-  }
-  EXPECT_TRUE(SameTensors(rest->model, whole->model));
+  ExpectSameRun(*rest, *whole);
 
   // The augmentation really changes what is learnt, and its draws follow the
   // seed.
