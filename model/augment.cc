@@ -37,6 +37,26 @@ void ShiftWindow(int64_t shift, int64_t t, int64_t c, float* x,
 
 }  // namespace
 
+void ResampleWindow(double speed, int64_t t, int64_t c, float* x,
+                    std::vector<float>& scratch) {
+  if (speed == 1.0) return;
+  scratch.assign(x, x + t * c);
+  const double middle = 0.5 * static_cast<double>(t - 1);
+  for (int64_t i = 0; i < t; ++i) {
+    const double time = middle + (static_cast<double>(i) - middle) * speed;
+    const double floor = std::floor(time);
+    const double weight = time - floor;
+    int64_t before = static_cast<int64_t>(floor) % t;
+    if (before < 0) before += t;
+    const int64_t after = (before + 1) % t;
+    for (int64_t j = 0; j < c; ++j) {
+      x[i * c + j] =
+          static_cast<float>((1.0 - weight) * scratch[before * c + j] +
+                             weight * scratch[after * c + j]);
+    }
+  }
+}
+
 absl::Status WindowAugmentation::Validate() const {
   auto sigma = [](const char* name, double value) -> absl::Status {
     if (!(value >= 0.0 && value <= 1.0)) {
@@ -50,6 +70,10 @@ absl::Status WindowAugmentation::Validate() const {
   if (!(rotate_max_degrees >= 0.0 && rotate_max_degrees <= 180.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "rotate_max_degrees must be in [0, 180], got ", rotate_max_degrees));
+  }
+  if (!(speed_max >= 0.0 && speed_max <= 0.5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("speed_max must be in [0, 0.5], got ", speed_max));
   }
   if (shift_max < 0) {
     return absl::InvalidArgumentError(
@@ -67,6 +91,7 @@ std::string WindowAugmentation::Describe() const {
     parts.push_back(absl::StrFormat("scale %g per %s", scale_sigma,
                                     scale_per_channel ? "channel" : "triad"));
   }
+  if (speed_max > 0.0) parts.push_back(absl::StrFormat("speed %g", speed_max));
   if (jitter_sigma > 0.0) {
     parts.push_back(absl::StrFormat("jitter %g std", jitter_sigma));
   }
@@ -174,6 +199,11 @@ void AugmentWindows(const WindowAugmentation& augmentation,
               static_cast<float>(window[i * c + j] * factors[scale_group[j]]);
         }
       }
+    }
+    if (augmentation.speed_max > 0.0) {
+      const double speed =
+          1.0 + (2.0 * UniformUnit(engine) - 1.0) * augmentation.speed_max;
+      ResampleWindow(speed, t, c, window, scratch);
     }
     if (augmentation.jitter_sigma > 0.0) {
       for (int64_t i = 0; i < t; ++i) {

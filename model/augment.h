@@ -1,7 +1,7 @@
 // Training-time augmentation of sensor windows (torch-free, so it is tested
 // without LibTorch): per-window amplitude scaling, additive Gaussian jitter,
 // small random 3-D rotations applied to every xyz triad of a window alike,
-// circular time shifts, and mixup of windows.
+// speed changes (time warping), circular time shifts, and mixup of windows.
 //
 // Everything works on raw windows in the dataset's units (row-major (T, C),
 // before the model's input standardisation) and draws its randomness from a
@@ -26,7 +26,7 @@ namespace harmamba {
 
 // What to do to each training window. All off by default (the authors'
 // recipe has no augmentation). Applied in the order: rotation, scaling,
-// jitter, time shift.
+// speed change, jitter, time shift.
 struct WindowAugmentation {
   // Amplitude scaling: multiply a window's channels by 1 + scale_sigma * z,
   // z ~ N(0, 1) (clamped to >= 0.05), one z per xyz triad (and per channel
@@ -43,19 +43,24 @@ struct WindowAugmentation {
   // angles blur the orientation of gravity, which separates sitting from
   // standing; keep them small.
   double rotate_max_degrees = 0.0;
+  // Speed change: resample the window as if the movement ran f times as
+  // fast, f uniform in [1 - speed_max, 1 + speed_max] (see ResampleWindow),
+  // because people walk and climb at different cadences. In [0, 0.5].
+  double speed_max = 0.0;
   // Circular time shift by an integer uniform in [-shift_max, shift_max]
   // samples (0: none).
   int shift_max = 0;
 
   bool enabled() const {
     return scale_sigma > 0.0 || jitter_sigma > 0.0 ||
-           rotate_max_degrees > 0.0 || shift_max > 0;
+           rotate_max_degrees > 0.0 || speed_max > 0.0 || shift_max > 0;
   }
-  // Ranges: sigmas in [0, 1], angle in [0, 180], 0 <= shift_max. The message
+  // Ranges: sigmas in [0, 1], angle in [0, 180], speed_max in [0, 0.5],
+  // 0 <= shift_max. The message
   // names the field.
   absl::Status Validate() const;
-  // E.g. "rotate 10 deg, scale 0.1 per triad, jitter 0.05 std, shift 16",
-  // or "none".
+  // E.g. "rotate 10 deg, scale 0.1 per triad, speed 0.1, jitter 0.05 std,
+  // shift 16", or "none".
   std::string Describe() const;
 };
 
@@ -79,6 +84,14 @@ void AugmentWindows(const WindowAugmentation& augmentation,
 void RotateTriads(const double rotation[9],
                   const std::vector<std::array<int, 3>>& triads, int64_t t,
                   int64_t c, float* x);
+
+// Resamples the window at `x` ((t, c)) so that it shows the movement
+// `speed` times as fast: out[i] = x at time m + (i - m) * speed, m = (t - 1)
+// / 2 (the middle stays put), by linear interpolation between samples.
+// Times outside [0, t - 1] wrap around, as the circular shift does. speed 1
+// leaves the window as it is. `scratch` is working memory.
+void ResampleWindow(double speed, int64_t t, int64_t c, float* x,
+                    std::vector<float>& scratch);
 
 // The rotation by `radians` about the unit vector `axis` (Rodrigues),
 // row-major.

@@ -97,7 +97,8 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
          warmup_lr = defaults.warmup_lr, weight_decay = defaults.weight_decay,
          drop_path = defaults.drop_path;
   double rotate_degrees = 0.0, scale_sigma = 0.0, jitter_sigma = 0.0,
-         mixup_alpha = 0.0, label_smoothing = 0.0, ema_decay = 0.0;
+         speed_max = 0.0, mixup_alpha = 0.0, label_smoothing = 0.0,
+         ema_decay = 0.0;
   int64_t shift_max = 0;
   bool scale_per_channel = false;
   const ModelConfig architecture_defaults;
@@ -181,6 +182,11 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
                   "Augmentation: add Gaussian noise of SIGMA times each "
                   "channel's training standard deviation to every sample.",
                   &jitter_sigma, 0.0, 1.0);
+  flags.AddDouble("speed", "S",
+                  "Augmentation: resample each training window as if the "
+                  "movement ran f times as fast, f uniform in [1 - S, 1 + S] "
+                  "(S <= 0.5).",
+                  &speed_max, 0.0, 0.5);
   flags.AddInt("shift", "N",
                "Augmentation: shift each training window circularly in time "
                "by a random number of samples in [-N, N].",
@@ -266,6 +272,7 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   options.augmentation.scale_sigma = scale_sigma;
   options.augmentation.scale_per_channel = scale_per_channel;
   options.augmentation.jitter_sigma = jitter_sigma;
+  options.augmentation.speed_max = speed_max;
   options.augmentation.shift_max = static_cast<int>(shift_max);
   options.mixup_alpha = mixup_alpha;
   options.label_smoothing = label_smoothing;

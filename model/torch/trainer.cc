@@ -130,6 +130,7 @@ json RegularisationJson(const TrainOptions& o) {
     j["scale_sigma"] = a.scale_sigma;
     j["scale_per"] = a.scale_per_channel ? "channel" : "triad";
   }
+  if (a.speed_max > 0.0) j["speed_max"] = a.speed_max;
   if (a.jitter_sigma > 0.0) j["jitter_sigma_of_std"] = a.jitter_sigma;
   if (a.shift_max > 0) j["circular_shift_max"] = a.shift_max;
   if (o.mixup_alpha > 0.0) j["mixup_alpha"] = o.mixup_alpha;

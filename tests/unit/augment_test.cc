@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -66,6 +67,13 @@ TEST(WindowAugmentationTest, ValidatesAndDescribes) {
   a.shift_max = -2;
   EXPECT_THAT(a.Validate().message(), HasSubstr("shift_max"));
   a = WindowAugmentation();
+  a.speed_max = 0.6;
+  EXPECT_THAT(a.Validate().message(), HasSubstr("speed_max"));
+  a = WindowAugmentation();
+  a.speed_max = 0.1;
+  EXPECT_TRUE(a.enabled());
+  EXPECT_EQ(a.Describe(), "speed 0.1");
+  a = WindowAugmentation();
   a.scale_sigma = std::nan("");
   EXPECT_THAT(a.Validate().message(), HasSubstr("scale_sigma"));
   a = WindowAugmentation();
@@ -93,6 +101,7 @@ TEST(AugmentWindowsTest, SameSeedSameWindowsOtherSeedOthers) {
   a.rotate_max_degrees = 20;
   a.scale_sigma = 0.2;
   a.jitter_sigma = 0.1;
+  a.speed_max = 0.1;
   a.shift_max = 8;
   const auto triads = FindTriads(kNineChannels);
   const std::vector<float> stds(9, 0.5f);
@@ -289,6 +298,89 @@ TEST(AugmentWindowsTest, ShiftRotatesTimeWithinTheBound) {
   for (int s = -kMax; s <= kMax; ++s) {
     EXPECT_GT(seen[s + kMax], 0) << "shift " << s << " never drawn";
   }
+}
+
+TEST(ResampleWindowTest, ShowsASineAtTheNewFrequency) {
+  // Two cycles per window, slowed to 0.8x (no time leaves the window): the
+  // result is the sine at 0.8x the frequency, within linear interpolation's
+  // error bound h^2/8 * max|x''| = (2 pi k / t)^2 / 8.
+  constexpr int64_t kLong = 128, kC = 2;
+  constexpr double kCycles = 2.0, kSpeed = 0.8, kPi = 3.14159265358979323846;
+  const double middle = 0.5 * (kLong - 1);
+  std::mt19937_64 phases(21);
+  const double phase[kC] = {6.0 * UniformUnit(phases),
+                            6.0 * UniformUnit(phases)};
+  auto sine = [&](double time, int j, double speed) {
+    return std::sin(2.0 * kPi * kCycles * speed * (time - middle) / kLong +
+                    phase[j]);
+  };
+  std::vector<float> x(kLong * kC);
+  for (int64_t i = 0; i < kLong; ++i) {
+    for (int j = 0; j < kC; ++j) x[i * kC + j] = sine(i, j, 1.0);
+  }
+  std::vector<float> scratch;
+  ResampleWindow(kSpeed, kLong, kC, x.data(), scratch);
+  const double omega = 2.0 * kPi * kCycles / kLong;
+  const double bound = omega * omega / 8.0 + 1e-6;
+  for (int64_t i = 0; i < kLong; ++i) {
+    for (int j = 0; j < kC; ++j) {
+      EXPECT_NEAR(x[i * kC + j], sine(i, j, kSpeed), bound)
+          << "sample " << i << " channel " << j;
+    }
+  }
+}
+
+TEST(ResampleWindowTest, OneIsIdentityAndTimesOutsideTheWindowWrap) {
+  const std::vector<float> before = RandomWindows(1, 3, 22);
+  std::vector<float> x = before, scratch;
+  ResampleWindow(1.0, kT, 3, x.data(), scratch);
+  EXPECT_EQ(x, before);
+  // 1.5x: out[0] reads time 19.5 - 19.5 * 1.5 = -9.75, i.e. 30.25 after
+  // wrapping; out[39] reads 19.5 + 29.25 = 48.75, i.e. 8.75.
+  ResampleWindow(1.5, kT, 3, x.data(), scratch);
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_NEAR(x[j], 0.75 * before[30 * 3 + j] + 0.25 * before[31 * 3 + j],
+                1e-6);
+    EXPECT_NEAR(x[39 * 3 + j],
+                0.25 * before[8 * 3 + j] + 0.75 * before[9 * 3 + j], 1e-6);
+  }
+}
+
+TEST(AugmentWindowsTest, SpeedStaysWithinTheBoundAndSpreadsOverIt) {
+  // Ramps through the middle of the window: linear interpolation keeps a
+  // ramp exact, so each window's speed can be read off its slope.
+  constexpr int64_t kN = 300;
+  constexpr double kMax = 0.2;
+  const double middle = 0.5 * (kT - 1);
+  std::vector<float> x(kN * kT * 2);
+  for (int64_t w = 0; w < kN; ++w) {
+    for (int64_t i = 0; i < kT; ++i) {
+      x[(w * kT + i) * 2] = static_cast<float>(i - middle);
+      x[(w * kT + i) * 2 + 1] = static_cast<float>(-2.0 * (i - middle));
+    }
+  }
+  WindowAugmentation a;
+  a.speed_max = kMax;
+  std::mt19937_64 engine(23);
+  AugmentWindows(a, {}, {1.0f, 1.0f}, kN, kT, 2, x.data(), engine);
+  double lowest = 2.0, highest = 0.0;
+  for (int64_t w = 0; w < kN; ++w) {
+    const float* out = x.data() + w * kT * 2;
+    const double speed = (out[25 * 2] - out[14 * 2]) / 11.0;
+    ASSERT_GE(speed, 1.0 - kMax - 1e-5) << "window " << w;
+    ASSERT_LE(speed, 1.0 + kMax + 1e-5) << "window " << w;
+    lowest = std::min(lowest, speed);
+    highest = std::max(highest, speed);
+    // Samples whose time stays inside the window lie on the ramp, in both
+    // channels alike.
+    for (int64_t i = 0; i < kT; ++i) {
+      if (std::abs(i - middle) * (1.0 + kMax) > middle) continue;
+      EXPECT_NEAR(out[i * 2], (i - middle) * speed, 1e-4) << w << "," << i;
+      EXPECT_NEAR(out[i * 2 + 1], -2.0 * (i - middle) * speed, 2e-4);
+    }
+  }
+  EXPECT_LT(lowest, 1.0 - 0.9 * kMax);
+  EXPECT_GT(highest, 1.0 + 0.9 * kMax);
 }
 
 TEST(MixWindowsTest, BlendsEachWindowWithItsPartner) {

@@ -531,6 +531,7 @@ TrainOptions RegularisedOptions(int epochs) {
   TrainOptions options = FastOptions(epochs);
   options.augmentation.rotate_max_degrees = 10.0;
   options.augmentation.scale_sigma = 0.1;
+  options.augmentation.speed_max = 0.1;
   options.augmentation.jitter_sigma = 0.05;
   options.augmentation.shift_max = 4;
   options.mixup_alpha = 0.2;
@@ -546,10 +547,11 @@ TEST(RegularisationTest, ResumeEqualsUninterruptedRunAndTheSeedDecides) {
   absl::StatusOr<TrainResult> whole =
       Train(TinyArchitecture(), data, options, log);
   ASSERT_TRUE(whole.ok()) << whole.status();
-  EXPECT_THAT(log.str(),
-              HasSubstr("regularisation: rotate 10 deg, scale 0.1 per triad, "
-                        "jitter 0.05 std, shift 4, mixup alpha 0.2, label "
-                        "smoothing 0.1\n"));
+  EXPECT_THAT(
+      log.str(),
+      HasSubstr("regularisation: rotate 10 deg, scale 0.1 per triad, "
+                "speed 0.1, jitter 0.05 std, shift 4, mixup alpha 0.2, label "
+                "smoothing 0.1\n"));
 
   options.checkpoint_dir = FreshDir("regularised_interrupted");
   absl::StatusOr<TrainResult> rest = TrainInTwoCalls(data, options, 3, log);
@@ -600,6 +602,8 @@ TEST(RegularisationTest, EachOptionAloneTrainsAndIsRecorded) {
        {{"scale_sigma", 0.1}, {"scale_per", "channel"}}},
       {[](TrainOptions& o) { o.augmentation.jitter_sigma = 0.05; },
        {{"jitter_sigma_of_std", 0.05}}},
+      {[](TrainOptions& o) { o.augmentation.speed_max = 0.1; },
+       {{"speed_max", 0.1}}},
       {[](TrainOptions& o) { o.augmentation.shift_max = 8; },
        {{"circular_shift_max", 8}}},
       {[](TrainOptions& o) { o.mixup_alpha = 0.4; }, {{"mixup_alpha", 0.4}}},
@@ -799,6 +803,8 @@ TEST(TrainCommandTest, RegularisationFlagsReachTheRecipe) {
                               "--scale-per-channel",
                               "--jitter",
                               "0.02",
+                              "--speed",
+                              "0.25",
                               "--shift",
                               "3",
                               "--mixup",
@@ -818,6 +824,7 @@ TEST(TrainCommandTest, RegularisationFlagsReachTheRecipe) {
                                           {"scale_sigma", 0.15},
                                           {"scale_per", "channel"},
                                           {"jitter_sigma_of_std", 0.02},
+                                          {"speed_max", 0.25},
                                           {"circular_shift_max", 3},
                                           {"mixup_alpha", 0.3},
                                           {"label_smoothing", 0.05}}));
