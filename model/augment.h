@@ -56,8 +56,7 @@ struct WindowAugmentation {
            rotate_max_degrees > 0.0 || speed_max > 0.0 || shift_max > 0;
   }
   // Ranges: sigmas in [0, 1], angle in [0, 180], speed_max in [0, 0.5],
-  // 0 <= shift_max. The message
-  // names the field.
+  // 0 <= shift_max. The message names the field.
   absl::Status Validate() const;
   // E.g. "rotate 10 deg, scale 0.1 per triad, speed 0.1, jitter 0.05 std,
   // shift 16", or "none".
