@@ -214,9 +214,10 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   flags.AddChoice("device", {"cpu", "cuda"},
                   "cuda needs a LibTorch built with CUDA and a GPU.", &device);
   flags.AddChoice("path", {"auto", "fast", "reference"},
-                  "Forward/backward path: fast = our CPU kernels with "
-                  "hand-written backward (CPU only); reference = plain "
-                  "LibTorch autograd; auto = fast on cpu, reference on cuda.",
+                  "Forward/backward path: fast = our kernels with "
+                  "hand-written backward (on cuda only in builds with the "
+                  "CUDA kernels); reference = plain LibTorch autograd; auto "
+                  "= fast where it runs, else reference.",
                   &path_name);
   flags.AddString("checkpoint-dir", "DIR",
                   "Write DIR/checkpoint.pt (weights, AdamW state, epoch, "
@@ -279,7 +280,8 @@ int RunTrain(const std::vector<std::string>& args, std::ostream& out,
   options.ema_decay = ema_decay;
   options.device = device;
   options.path =
-      path_name == "reference" || (path_name == "auto" && device != "cpu")
+      path_name == "reference" ||
+              (path_name == "auto" && device != "cpu" && !FastPathRunsOnCuda())
           ? ForwardPath::kReference
           : ForwardPath::kFast;
   options.num_threads = static_cast<int>(threads);

@@ -226,7 +226,11 @@ absl::Status CausalConv1dForward(const CausalConv1dParams& p,
 
 absl::Status CanRunCausalConv1dBackward(const CausalConv1dParams& p,
                                         const CausalConv1dGrads& g) {
-  if (absl::Status s = CanRunCausalConv1dForward(p); !s.ok()) return s;
+  // The backward does not use p.out (as on the CPU); give the forward check a
+  // stand-in.
+  CausalConv1dParams with_out = p;
+  if (with_out.out == nullptr) with_out.out = g.dx;
+  if (absl::Status s = CanRunCausalConv1dForward(with_out); !s.ok()) return s;
   if (!g.dout || !g.dx || !g.dweight) {
     return absl::InvalidArgumentError(
         "causal conv1d backward (cuda): dout, dx and dweight are required");

@@ -356,7 +356,11 @@ absl::Status LaunchBackward(const SelectiveScanParams& p,
 
 absl::Status CanRunSelectiveScanBackward(const SelectiveScanParams& p,
                                          const SelectiveScanGrads& g) {
-  if (absl::Status s = CanRunSelectiveScanForward(p); !s.ok()) return s;
+  // The backward does not use p.out (as on the CPU); give the forward check a
+  // stand-in.
+  SelectiveScanParams with_out = p;
+  if (with_out.out == nullptr) with_out.out = g.du;
+  if (absl::Status s = CanRunSelectiveScanForward(with_out); !s.ok()) return s;
   auto invalid = [](const std::string& what) {
     return absl::InvalidArgumentError("selective scan backward (cuda): " +
                                       what);

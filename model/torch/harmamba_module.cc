@@ -217,9 +217,12 @@ torch::Tensor HarmambaModule::forward(const torch::Tensor& windows,
   TORCH_CHECK(windows.size(0) >= 1, "HarmambaModule: empty batch");
   const torch::Dtype dtype = pos_embed.scalar_type();
   if (path == ForwardPath::kFast) {
-    TORCH_CHECK(dtype == torch::kFloat32 && pos_embed.device().is_cpu(),
-                "HarmambaModule: the fast path needs float32 CPU parameters, "
-                "got ",
+    TORCH_CHECK(dtype == torch::kFloat32 &&
+                    (pos_embed.device().is_cpu() ||
+                     (pos_embed.device().is_cuda() && FastPathRunsOnCuda())),
+                "HarmambaModule: the fast path needs float32 parameters on "
+                "the CPU",
+                FastPathRunsOnCuda() ? " or a CUDA device" : "", ", got ",
                 dtype, " on ", pos_embed.device());
   }
   const int64_t n = windows.size(0), d = config_.d_model;

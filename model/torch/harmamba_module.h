@@ -113,7 +113,8 @@ class HarmambaModule : public torch::nn::Module {
 
   // windows: raw (un-standardised) (N, T, C) of the module's dtype (other
   // floating dtypes are converted); standardised inside with the config's
-  // mean/std. Returns logits (N, K). kFast requires float32 CPU parameters.
+  // mean/std. Returns logits (N, K). kFast requires float32 parameters on the
+  // CPU, or on a CUDA device where FastPathRunsOnCuda().
   torch::Tensor forward(const torch::Tensor& windows,
                         ForwardPath path = ForwardPath::kReference);
 

@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/causal_conv1d.h"
 #include "kernels/cpu/selective_scan.h"
+#include "model/torch/kernel_ops_cuda.h"
 
 namespace harmamba {
 namespace {
@@ -15,11 +16,21 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-void CheckFloatCpu(const Tensor& t, const char* name) {
+// The first tensor of an op fixes its device: the CPU (our CPU kernels) or a
+// CUDA device (the kernels of kernels/cuda, kernel_ops_cuda.h).
+void CheckFloatOnDevice(const Tensor& t, const char* name) {
   TORCH_CHECK(t.scalar_type() == torch::kFloat32, name,
               " must be float32, got ", t.scalar_type());
-  TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU, got ",
-              t.device());
+  TORCH_CHECK(t.device().is_cpu() || t.device().is_cuda(), name,
+              " must be on the CPU or a CUDA device, got ", t.device());
+}
+
+void CheckFloatOn(const Tensor& t, const char* name,
+                  const torch::Device& device) {
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32, name,
+              " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.device() == device, name, " must be on ", device,
+              " (as the op's first input), got ", t.device());
 }
 
 void CheckShape(const Tensor& t, const char* name,
@@ -42,9 +53,10 @@ Tensor AbsentAsEmpty(const Tensor& t, const Tensor& like) {
   return t.defined() ? t : torch::empty({0}, like.options());
 }
 
-Tensor Optional(const Tensor& t, const char* name, std::vector<int64_t> shape) {
+Tensor Optional(const Tensor& t, const char* name, const torch::Device& device,
+                std::vector<int64_t> shape) {
   if (!Present(t)) return Tensor();
-  CheckFloatCpu(t, name);
+  CheckFloatOn(t, name, device);
   CheckShape(t, name, std::move(shape));
   return t.contiguous();
 }
@@ -164,30 +176,31 @@ Tensor SelectiveScanFn::forward(AutogradContext* ctx, Tensor u, Tensor delta,
                                 Tensor delta_bias, Tensor A, Tensor B, Tensor C,
                                 Tensor D, Tensor z, bool reverse,
                                 bool delta_softplus) {
-  CheckFloatCpu(u, "selective scan u");
+  CheckFloatOnDevice(u, "selective scan u");
   TORCH_CHECK(u.dim() == 3, "selective scan u must be (N, L, E), got ",
               u.sizes());
+  const torch::Device device = u.device();
   const int64_t n = u.size(0), seqlen = u.size(1), dim = u.size(2);
-  CheckFloatCpu(A, "selective scan A");
+  CheckFloatOn(A, "selective scan A", device);
   TORCH_CHECK(A.dim() == 2 && A.size(0) == dim, "selective scan A must be (",
               dim, ", N_state), got ", A.sizes());
   const int64_t dstate = A.size(1);
-  CheckFloatCpu(delta, "selective scan delta");
+  CheckFloatOn(delta, "selective scan delta", device);
   CheckShape(delta, "selective scan delta", {n, seqlen, dim});
-  CheckFloatCpu(B, "selective scan B");
+  CheckFloatOn(B, "selective scan B", device);
   CheckShape(B, "selective scan B", {n, seqlen, dstate});
-  CheckFloatCpu(C, "selective scan C");
+  CheckFloatOn(C, "selective scan C", device);
   CheckShape(C, "selective scan C", {n, seqlen, dstate});
   u = UnitLastStride(u);
   delta = UnitLastStride(delta);
   B = UnitLastStride(B);
   C = UnitLastStride(C);
-  delta_bias = Optional(delta_bias, "selective scan delta_bias", {dim});
-  D = Optional(D, "selective scan D", {dim});
+  delta_bias = Optional(delta_bias, "selective scan delta_bias", device, {dim});
+  D = Optional(D, "selective scan D", device, {dim});
   if (!Present(z)) {
     z = Tensor();
   } else {
-    CheckFloatCpu(z, "selective scan z");
+    CheckFloatOn(z, "selective scan z", device);
     CheckShape(z, "selective scan z", {n, seqlen, dim});
     z = UnitLastStride(z);
   }
@@ -199,9 +212,13 @@ Tensor SelectiveScanFn::forward(AutogradContext* ctx, Tensor u, Tensor delta,
   p.out_batch_stride = out.stride(0);
   p.out_seq_stride = out.stride(1);
   ThrowIfError(kernels::CheckSelectiveScanParams(p));
-  at::parallel_for(0, n, 1, [&](int64_t b0, int64_t b1) {
-    kernels::SelectiveScanForward(ScanBatchRange(p, b0, b1));
-  });
+  if (internal::RoutesToCudaKernels(u)) {
+    internal::SelectiveScanForwardCuda(p, u);
+  } else {
+    at::parallel_for(0, n, 1, [&](int64_t b0, int64_t b1) {
+      kernels::SelectiveScanForward(ScanBatchRange(p, b0, b1));
+    });
+  }
 
   ctx->save_for_backward({u, delta, delta_bias, A, B, C, D, z});
   ctx->saved_data["reverse"] = reverse;
@@ -231,8 +248,10 @@ variable_list SelectiveScanFn::backward(AutogradContext* ctx,
   Tensor dC = torch::empty({n, seqlen, dstate}, opts);
   Tensor dz = z.defined() ? torch::empty({n, seqlen, dim}, opts) : Tensor();
   // Parameter gradients: one zeroed partial sum per chunk of the batch,
-  // reduced in chunk order afterwards.
-  const int64_t chunks = NumChunks(n);
+  // reduced in chunk order afterwards (the CUDA kernels reduce over the batch
+  // themselves, in a fixed order: one chunk).
+  const bool cuda = internal::RoutesToCudaKernels(u);
+  const int64_t chunks = cuda ? 1 : NumChunks(n);
   Tensor dA_part = torch::zeros({chunks, dim, dstate}, opts);
   Tensor dD_part = D.defined() ? torch::zeros({chunks, dim}, opts) : Tensor();
   Tensor dbias_part =
@@ -266,24 +285,28 @@ variable_list SelectiveScanFn::backward(AutogradContext* ctx,
   g.ddelta_bias = MutableDataOrNull(dbias_part);
   ThrowIfError(kernels::CheckSelectiveScanBackward(p, g));
 
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t b0 = ChunkBegin(c, n, chunks);
-      const int64_t b1 = ChunkBegin(c + 1, n, chunks);
-      if (b0 == b1) continue;
-      kernels::SelectiveScanGrads gc = g;
-      gc.dout += b0 * g.dout_batch_stride;
-      gc.du += b0 * g.du_batch_stride;
-      gc.ddelta += b0 * g.ddelta_batch_stride;
-      gc.dB += b0 * g.dB_batch_stride;
-      gc.dC += b0 * g.dC_batch_stride;
-      if (gc.dz != nullptr) gc.dz += b0 * g.dz_batch_stride;
-      gc.dA += c * dim * dstate;
-      if (gc.dD != nullptr) gc.dD += c * dim;
-      if (gc.ddelta_bias != nullptr) gc.ddelta_bias += c * dim;
-      kernels::SelectiveScanBackward(ScanBatchRange(p, b0, b1), gc);
-    }
-  });
+  if (cuda) {
+    internal::SelectiveScanBackwardCuda(p, g, u);
+  } else {
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t b0 = ChunkBegin(c, n, chunks);
+        const int64_t b1 = ChunkBegin(c + 1, n, chunks);
+        if (b0 == b1) continue;
+        kernels::SelectiveScanGrads gc = g;
+        gc.dout += b0 * g.dout_batch_stride;
+        gc.du += b0 * g.du_batch_stride;
+        gc.ddelta += b0 * g.ddelta_batch_stride;
+        gc.dB += b0 * g.dB_batch_stride;
+        gc.dC += b0 * g.dC_batch_stride;
+        if (gc.dz != nullptr) gc.dz += b0 * g.dz_batch_stride;
+        gc.dA += c * dim * dstate;
+        if (gc.dD != nullptr) gc.dD += c * dim;
+        if (gc.ddelta_bias != nullptr) gc.ddelta_bias += c * dim;
+        kernels::SelectiveScanBackward(ScanBatchRange(p, b0, b1), gc);
+      }
+    });
+  }
   return {du,
           ddelta,
           dbias_part.defined() ? dbias_part.sum(0) : Tensor(),
@@ -300,11 +323,12 @@ variable_list SelectiveScanFn::backward(AutogradContext* ctx,
 
 Tensor CausalConv1dFn::forward(AutogradContext* ctx, Tensor x, Tensor weight,
                                Tensor bias, bool reverse, bool silu) {
-  CheckFloatCpu(x, "causal conv1d x");
+  CheckFloatOnDevice(x, "causal conv1d x");
   TORCH_CHECK(x.dim() == 3, "causal conv1d x must be (N, L, E), got ",
               x.sizes());
   const int64_t n = x.size(0), seqlen = x.size(1), dim = x.size(2);
-  CheckFloatCpu(weight, "causal conv1d weight");
+  const torch::Device device = x.device();
+  CheckFloatOn(weight, "causal conv1d weight", device);
   const std::vector<int64_t> weight_shape = weight.sizes().vec();
   TORCH_CHECK(
       (weight.dim() == 3 && weight.size(0) == dim && weight.size(1) == 1) ||
@@ -315,7 +339,7 @@ Tensor CausalConv1dFn::forward(AutogradContext* ctx, Tensor x, Tensor weight,
   TORCH_CHECK(width >= 1, "causal conv1d weight width must be >= 1");
   x = UnitLastStride(x);
   weight = weight.reshape({dim, width}).contiguous();
-  bias = Optional(bias, "causal conv1d bias", {dim});
+  bias = Optional(bias, "causal conv1d bias", device, {dim});
 
   Tensor out = torch::empty({n, seqlen, dim}, x.options());
   kernels::CausalConv1dParams p = ConvParams(x, weight, bias, reverse, silu);
@@ -323,9 +347,13 @@ Tensor CausalConv1dFn::forward(AutogradContext* ctx, Tensor x, Tensor weight,
   p.out_batch_stride = out.stride(0);
   p.out_seq_stride = out.stride(1);
   ThrowIfError(kernels::CheckCausalConv1dParams(p));
-  at::parallel_for(0, n, 1, [&](int64_t b0, int64_t b1) {
-    kernels::CausalConv1dForward(ConvBatchRange(p, b0, b1));
-  });
+  if (internal::RoutesToCudaKernels(x)) {
+    internal::CausalConv1dForwardCuda(p, x);
+  } else {
+    at::parallel_for(0, n, 1, [&](int64_t b0, int64_t b1) {
+      kernels::CausalConv1dForward(ConvBatchRange(p, b0, b1));
+    });
+  }
 
   ctx->save_for_backward({x, weight, bias});
   ctx->saved_data["reverse"] = reverse;
@@ -348,7 +376,8 @@ variable_list CausalConv1dFn::backward(AutogradContext* ctx,
   const int64_t n = x.size(0), seqlen = x.size(1), dim = x.size(2),
                 width = weight.size(1);
   Tensor dx = torch::empty({n, seqlen, dim}, x.options());
-  const int64_t chunks = NumChunks(n);
+  const bool cuda = internal::RoutesToCudaKernels(x);
+  const int64_t chunks = cuda ? 1 : NumChunks(n);
   Tensor dw_part = torch::zeros({chunks, dim, width}, x.options());
   Tensor db_part =
       bias.defined() ? torch::zeros({chunks, dim}, x.options()) : Tensor();
@@ -366,19 +395,23 @@ variable_list CausalConv1dFn::backward(AutogradContext* ctx,
   g.dbias = MutableDataOrNull(db_part);
   ThrowIfError(kernels::CheckCausalConv1dBackward(p, g));
 
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t b0 = ChunkBegin(c, n, chunks);
-      const int64_t b1 = ChunkBegin(c + 1, n, chunks);
-      if (b0 == b1) continue;
-      kernels::CausalConv1dGrads gc = g;
-      gc.dout += b0 * g.dout_batch_stride;
-      gc.dx += b0 * g.dx_batch_stride;
-      gc.dweight += c * dim * width;
-      if (gc.dbias != nullptr) gc.dbias += c * dim;
-      kernels::CausalConv1dBackward(ConvBatchRange(p, b0, b1), gc);
-    }
-  });
+  if (cuda) {
+    internal::CausalConv1dBackwardCuda(p, g, x);
+  } else {
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t b0 = ChunkBegin(c, n, chunks);
+        const int64_t b1 = ChunkBegin(c + 1, n, chunks);
+        if (b0 == b1) continue;
+        kernels::CausalConv1dGrads gc = g;
+        gc.dout += b0 * g.dout_batch_stride;
+        gc.dx += b0 * g.dx_batch_stride;
+        gc.dweight += c * dim * width;
+        if (gc.dbias != nullptr) gc.dbias += c * dim;
+        kernels::CausalConv1dBackward(ConvBatchRange(p, b0, b1), gc);
+      }
+    });
+  }
   return {dx, dw_part.sum(0).view(weight_shape),
           db_part.defined() ? db_part.sum(0) : Tensor(), Tensor(), Tensor()};
 }

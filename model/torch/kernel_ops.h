@@ -1,10 +1,13 @@
-// Autograd adapters around the CPU kernels of kernels/cpu: the only code that
-// touches both LibTorch tensors and our kernels. Each adapter validates
-// dtype, device, layout and shapes (c10::Error naming the tensor and the
-// expected value), fills the kernel's params struct, and parallelises over
-// the batch with at::parallel_for (LibTorch's intra-op threads). Parameter
-// gradients are summed per thread chunk and then reduced in a fixed order,
-// so results do not depend on scheduling.
+// Autograd adapters around our kernels: the only code that touches both
+// LibTorch tensors and the kernels. Each adapter validates dtype, device,
+// layout and shapes (c10::Error naming the tensor and the expected value) and
+// fills the kernel's params struct. CPU tensors run the kernels of
+// kernels/cpu, parallelised over the batch with at::parallel_for (LibTorch's
+// intra-op threads; parameter gradients are summed per thread chunk and then
+// reduced in a fixed order). CUDA tensors run the kernels of kernels/cuda on
+// the device's default stream (kernel_ops_cuda.h), whose parameter gradients
+// are reduced in a fixed order too; builds without the CUDA kernels refuse
+// them. Either way results do not depend on scheduling.
 //
 // Also the plain-LibTorch reference versions of the same ops (the oracles).
 //
@@ -23,7 +26,8 @@ namespace harmamba {
 //   tensors for absent ones to apply() (LibTorch 1.13's custom functions
 //   refuse undefined inputs); the SelectiveScan() wrapper also takes
 //   undefined tensors.
-// float32 CPU; last dimension of u/delta/B/C/z contiguous (batch and time
+// float32, all on one device (the CPU or a CUDA device); last dimension of
+// u/delta/B/C/z contiguous (batch and time
 // strides are free, so slices of a projection's output need no copy).
 // Returns (N, L, E) contiguous. Differentiable in every tensor input.
 class SelectiveScanFn : public torch::autograd::Function<SelectiveScanFn> {

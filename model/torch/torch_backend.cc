@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "model/status_macros.h"
 #include "model/torch/harmamba_module.h"
+#include "model/torch/kernel_ops_cuda.h"
 
 namespace harmamba {
 namespace {
@@ -63,6 +64,8 @@ class TorchBackend : public ModelBackend {
 
 }  // namespace
 
+bool FastPathRunsOnCuda() { return internal::CudaKernelsBuilt(); }
+
 const char* ForwardPathName(ForwardPath path) {
   switch (path) {
     case ForwardPath::kReference:
@@ -104,9 +107,11 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
         absl::StrCat("device must be \"cpu\" or \"cuda[:i]\", got \"",
                      options.device, "\""));
   }
-  if (options.path == ForwardPath::kFast && !device->is_cpu()) {
+  if (options.path == ForwardPath::kFast && !device->is_cpu() &&
+      !FastPathRunsOnCuda()) {
     return absl::InvalidArgumentError(
-        "the fast path runs on the CPU only; use device \"cpu\"");
+        "this build has no CUDA kernels: the fast path runs on the CPU only; "
+        "use device \"cpu\" or the reference path");
   }
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
 

@@ -19,10 +19,15 @@ enum class ForwardPath {
   // Plain LibTorch ops (a sequential loop over time for the scan), any
   // floating dtype and device, differentiable by autograd. The oracle.
   kReference,
-  // Our CPU kernels (kernels/cpu) behind custom autograd functions with
-  // hand-written backward kernels. float32 on the CPU only.
+  // Our kernels behind custom autograd functions with hand-written backward
+  // kernels: kernels/cpu on the CPU, kernels/cuda on a CUDA device (builds
+  // with the CUDA kernels only, see FastPathRunsOnCuda). float32.
   kFast,
 };
+
+// True when this build has the CUDA kernels, so that the fast path also runs
+// on CUDA devices.
+bool FastPathRunsOnCuda();
 
 // "reference" / "fast".
 const char* ForwardPathName(ForwardPath path);
@@ -31,8 +36,9 @@ absl::StatusOr<ForwardPath> ParseForwardPath(std::string_view name);
 
 struct TorchBackendOptions {
   ForwardPath path = ForwardPath::kReference;
-  // A LibTorch device string. "cpu" always works; "cuda" (reference path
-  // only) needs a LibTorch built with CUDA and a visible GPU.
+  // A LibTorch device string. "cpu" always works; "cuda" needs a LibTorch
+  // built with CUDA and a visible GPU (and, for the fast path,
+  // FastPathRunsOnCuda()).
   std::string device = "cpu";
   // > 0: sets LibTorch's intra-op thread count (a process-wide setting) when
   // the backend is created. 0 leaves it as it is.

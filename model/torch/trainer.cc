@@ -712,9 +712,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       "harmamba train: forward/backward path: %s (%s), device %s, %d "
       "thread%s, OpenBLAS core %s\n",
       ForwardPathName(options_.path),
-      options_.path == ForwardPath::kFast
-          ? "CPU kernels with hand-written backward"
-          : "plain LibTorch ops, autograd",
+      options_.path == ForwardPath::kReference ? "plain LibTorch ops, autograd"
+      : device_.is_cuda() ? "our CUDA kernels with hand-written backward"
+                          : "our CPU kernels with hand-written backward",
       device_.str(), options_.num_threads, options_.num_threads == 1 ? "" : "s",
       OpenBlasCoreName().empty() ? "none" : OpenBlasCoreName());
   log_ << absl::StrFormat(
@@ -973,10 +973,11 @@ absl::Status TrainOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("device must be cpu or cuda, got \"", device, "\""));
   }
-  if (path == ForwardPath::kFast && device != "cpu") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the fast path runs on the CPU only; device \"", device,
-                     "\" needs the reference path"));
+  if (path == ForwardPath::kFast && device != "cpu" && !FastPathRunsOnCuda()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this build has no CUDA kernels: the fast path runs on the CPU only; "
+        "device \"",
+        device, "\" needs the reference path"));
   }
   if (num_threads < 1) {
     return absl::InvalidArgumentError(

@@ -89,8 +89,9 @@ struct TrainOptions {
   double ema_decay = 0.0;
 
   // ---- Execution
-  // kFast (our CPU kernels with hand-written backward) needs device "cpu";
-  // kReference (plain LibTorch ops, autograd) runs on any device.
+  // kFast (our kernels with hand-written backward) runs on the CPU, and on
+  // CUDA in builds with the CUDA kernels (FastPathRunsOnCuda()); kReference
+  // (plain LibTorch ops, autograd) runs on any device.
   ForwardPath path = ForwardPath::kFast;
   // "cpu" or "cuda" (needs a LibTorch built with CUDA and a visible GPU).
   std::string device = "cpu";

@@ -62,6 +62,10 @@ TEST(CanRunTest, SelectiveScanBackwardNeedsGradients) {
   EXPECT_FALSE(cuda::CanRunSelectiveScanBackward(p, g).ok());
   g.dz = dummy;
   EXPECT_TRUE(cuda::CanRunSelectiveScanBackward(p, g).ok());
+  p.out = nullptr;  // the backward has no use for the forward's output
+  EXPECT_TRUE(cuda::CanRunSelectiveScanBackward(p, g).ok());
+  g.du = nullptr;
+  EXPECT_FALSE(cuda::CanRunSelectiveScanBackward(p, g).ok());
 }
 
 TEST(CanRunTest, SelectiveScanWorkspaceCoversStates) {
@@ -93,6 +97,12 @@ TEST(CanRunTest, ConvAndLayerNormLimits) {
   g.dx = x;  // aliases x
   g.dweight = w;
   EXPECT_FALSE(cuda::CanRunCausalConv1dBackward(c, g).ok());
+  static float dx[1];
+  g.dx = dx;
+  EXPECT_TRUE(cuda::CanRunCausalConv1dBackward(c, g).ok());
+  c.out = nullptr;  // the backward has no use for the forward's output
+  EXPECT_TRUE(cuda::CanRunCausalConv1dBackward(c, g).ok());
+  c.out = out;
 
   LayerNormParams ln;
   ln.rows = 3;
