@@ -197,10 +197,12 @@ print(sys.argv[1], \"accuracy cuda %.4f%% cpu %.4f%%, macro-F1 cuda %.4f%% cpu %
   fi
   step test-unit 150 bash -c "cd '$BUILD' && ctest -L unit -E emulated -j 8 --output-on-failure"
   # trainer_test has segfaulted with LibTorch 2.11 (docs/gpu.md): a backtrace.
-  if command -v gdb >/dev/null; then
-    step trainer-segv 60 gdb -batch -ex run -ex bt --args \
+  GDB=$(command -v gdb || command -v cuda-gdb || true)
+  [ -z "$GDB" ] && [ -x /usr/local/cuda/bin/cuda-gdb ] && GDB=/usr/local/cuda/bin/cuda-gdb
+  if [ -n "$GDB" ]; then
+    step trainer-segv 60 "$GDB" -batch -ex run -ex bt --args \
       "$BUILD/tests/unit/trainer_test" \
-      --gtest_filter='RegularisationTest.ResumeRefusesOtherRegularisationAndRotationNeedsXyz'
+      --gtest_filter='RegularisationTest.*'
   else
     step trainer-segv 60 bash -c "ulimit -c 0; '$BUILD/tests/unit/trainer_test' \
       --gtest_filter='RegularisationTest.*'; echo exit \$?"
@@ -219,6 +221,7 @@ fi
   grep -h "gpu engine vs float64" "$OUT/test-gpu.log" 2>/dev/null
   grep -h "same confusion" "$OUT/eval-gpu.log" 2>/dev/null
   grep -h "model fast path on" "$OUT/test-gpu.log" 2>/dev/null
+  grep -h -E "^#[0-9]+|SIGSEGV|received signal" "$OUT/trainer-segv.log" 2>/dev/null | head -30
   grep -h -E "^epoch|path" "$OUT/train-gpu.log" "$OUT/train-gpu-ref.log" 2>/dev/null
   echo "--- fused CUDA engine (bench-engine) vs plain PyTorch (reference):"
   cat "$OUT/bench-engine.log" 2>/dev/null
