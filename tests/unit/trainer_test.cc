@@ -5,10 +5,14 @@
 // metadata of the written model.
 #include "model/torch/trainer.h"
 
+#include <ftw.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -102,10 +106,19 @@ TrainingData TinyData(bool with_test = true) {
   return *std::move(data);
 }
 
+int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
+  return ::remove(path);
+}
+
+// An empty directory under the test's temporary folder. POSIX calls, not
+// std::filesystem::remove_all: the pip builds of LibTorch 2.5+ export a
+// statically linked copy of libstdc++'s filesystem symbols, and its
+// remove_all crashes (jumps to address 0) when it interposes
+// (pytorch/pytorch#133437; seen with LibTorch 2.11 on the GPU machine).
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/trainer_test_" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  ::nftw(dir.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS);
+  EXPECT_EQ(::mkdir(dir.c_str(), 0755), 0) << dir << ": " << errno;
   return dir;
 }
 
