@@ -24,14 +24,20 @@ int64_t UniformInt(std::mt19937_64& engine, int64_t lo, int64_t hi) {
   return lo + static_cast<int64_t>(value % bound);
 }
 
+// i modulo t in [0, t), for any sign of i (t > 0): windows wrap at their
+// ends for --shift and --speed.
+int64_t WrapIndex(int64_t i, int64_t t) {
+  const int64_t r = i % t;
+  return r < 0 ? r + t : r;
+}
+
 void ShiftWindow(int64_t shift, int64_t t, int64_t c, float* x,
                  std::vector<float>& scratch) {
-  shift %= t;
-  if (shift < 0) shift += t;
+  shift = WrapIndex(shift, t);
   if (shift == 0) return;
   scratch.assign(x, x + t * c);
   for (int64_t i = 0; i < t; ++i) {
-    std::copy_n(scratch.data() + i * c, c, x + ((i + shift) % t) * c);
+    std::copy_n(scratch.data() + i * c, c, x + WrapIndex(i + shift, t) * c);
   }
 }
 
@@ -46,9 +52,8 @@ void ResampleWindow(double speed, int64_t t, int64_t c, float* x,
     const double time = middle + (static_cast<double>(i) - middle) * speed;
     const double floor = std::floor(time);
     const double weight = time - floor;
-    int64_t before = static_cast<int64_t>(floor) % t;
-    if (before < 0) before += t;
-    const int64_t after = (before + 1) % t;
+    const int64_t before = WrapIndex(static_cast<int64_t>(floor), t);
+    const int64_t after = WrapIndex(before + 1, t);
     for (int64_t j = 0; j < c; ++j) {
       x[i * c + j] =
           static_cast<float>((1.0 - weight) * scratch[before * c + j] +
