@@ -11,7 +11,7 @@
 #               mkdir -p .gpu/data/uci-har; copy the test split of
 #               ../shared/datasets/uci-har (X_test.f32, y_test.u8,
 #               subject_test.u8, activity_labels.txt) into it
-# Device call:  run(command="bash scripts/gpu-check.sh", carry=[".gpu"],
+# Device call:  run(command="bash scripts/gpu-check.sh", carry=[".gpu/debs", ".gpu/data"],
 #                   timeout_s=560)
 #
 # Steps run in priority order under one overall budget
